@@ -1,0 +1,3 @@
+from nginxws.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""The typed, immutable configuration model.
+
+This is the contract between the configuration language (``nginxws.conf``)
+and everything that runs (``worker``, ``master``, ``cli``).  Nothing here opens
+a file or a socket.
+
+Rules the builder keeps, so that the runtime never has to:
+
+* Every value is already parsed and checked: durations are seconds (float),
+  sizes are bytes (int), switches are bools.
+* Inheritance is resolved the way nginx merges configuration: a setting
+  given in ``http`` applies to every ``server`` that does not set its own,
+  a ``server`` setting to every ``location`` below it, and so on.  The model
+  therefore carries the *effective* value at each level.
+* Nested locations are kept in ``Location.locations`` in file order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# nginx's own defaults, named so the docs and the builder share them.
+DEFAULT_PINGINTVL = 300.0  # seconds (the original's 300000 ms)
+DEFAULT_IDLEINTVL = 360.0  # seconds (the original's 360000 ms)
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+DEFAULT_WORKER_CONNECTIONS = 512
+DEFAULT_CLIENT_HEADER_TIMEOUT = 60.0
+DEFAULT_CLIENT_BODY_TIMEOUT = 60.0
+DEFAULT_CLIENT_HEADER_BUFFER_SIZE = 1024
+DEFAULT_LARGE_CLIENT_HEADER_BUFFERS = (4, 8192)
+DEFAULT_CLIENT_MAX_BODY_SIZE = 1024 * 1024
+DEFAULT_SEND_TIMEOUT = 60.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_PUSH_QUEUE = 64  # messages waiting for one slow client before 503
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A place in a configuration file, for error messages."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLog:
+    """One ``error_log`` target: a file path, or ``"stderr"``."""
+
+    path: str
+    level: str = "error"  # debug info notice warn error crit alert emerg
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    """One ``access_log`` target with its resolved format text."""
+
+    path: str
+    format_name: str = "combined"
+    format: str = (
+        '$remote_addr - $remote_user [$time_local] "$request" $status '
+        '$body_bytes_sent "$http_referer" "$http_user_agent"'
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A ``listen`` directive.
+
+    ``host`` is a literal address ("0.0.0.0" for ``*`` or a bare port, "::"
+    for ``[::]``, or a host name as written); ``unix`` is set instead of
+    ``host``/``port`` for ``unix:`` sockets.
+    """
+
+    host: str | None
+    port: int | None
+    unix: str | None = None
+    default_server: bool = False
+    reuseport: bool = False
+    backlog: int = 511
+    ipv6only: bool = True
+    where: Where | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple:
+        """What makes two listens "the same address" (nginx's duplicate check)."""
+        return ("unix", self.unix) if self.unix else (self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class PushListen:
+    """Where a worker's push listener binds (``websocket push_listen=``).
+
+    ``port`` 0 means an OS-chosen port per worker; a fixed port P gives
+    worker *i* the port ``P + i`` so that workers never collide.
+    """
+
+    host: str | None  # None: the server's own listen address
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocket:
+    """The ``websocket`` directive of one location."""
+
+    pingintvl: float = DEFAULT_PINGINTVL  # seconds
+    idleintvl: float = DEFAULT_IDLEINTVL  # seconds
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    welcome: bool = True
+    push_listen: PushListen | None = None
+    push_host: tuple[str, ...] = ()  # advertised names/addresses; () = derive
+    push_queue: int = DEFAULT_PUSH_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    """``return code [text|URL]``."""
+
+    code: int
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The http-level settings that merge down to server and location."""
+
+    client_header_timeout: float = DEFAULT_CLIENT_HEADER_TIMEOUT
+    client_body_timeout: float = DEFAULT_CLIENT_BODY_TIMEOUT
+    client_header_buffer_size: int = DEFAULT_CLIENT_HEADER_BUFFER_SIZE
+    large_client_header_buffers: tuple[int, int] = DEFAULT_LARGE_CLIENT_HEADER_BUFFERS
+    client_max_body_size: int = DEFAULT_CLIENT_MAX_BODY_SIZE
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    server_tokens: bool = True
+    access_logs: tuple[AccessLog, ...] = ()  # () = access_log off
+    error_logs: tuple[ErrorLog, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A ``location`` block.
+
+    ``modifier`` is one of ``""`` (prefix), ``"="``, ``"^~"``, ``"~"``,
+    ``"~*"`` or ``"@"`` (named).
+    """
+
+    modifier: str
+    pattern: str
+    settings: HttpSettings
+    websocket: WebSocket | None = None
+    return_: Return | None = None
+    locations: tuple[Location, ...] = ()
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A ``server`` block."""
+
+    listens: tuple[Listen, ...]
+    server_names: tuple[str, ...]
+    settings: HttpSettings
+    locations: tuple[Location, ...] = ()
+    return_: Return | None = None
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Http:
+    """The ``http`` block."""
+
+    servers: tuple[Server, ...]
+    settings: HttpSettings
+    log_formats: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One file read while loading the configuration (for ``-T``)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, as the master and workers use it."""
+
+    path: str  # the main configuration file, absolute
+    prefix: str  # nginx's prefix (``-p``), absolute, with a trailing "/"
+    worker_processes: int  # "auto" already resolved to the CPU count
+    pid: str  # absolute path
+    error_logs: tuple[ErrorLog, ...]
+    daemon: bool = True
+    master_process: bool = True
+    worker_rlimit_nofile: int | None = None
+    worker_shutdown_timeout: float | None = None
+    worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    http: Http | None = None
+    files: tuple[SourceFile, ...] = ()
+    warnings: tuple[str, ...] = ()  # "[warn] ..." lines, already formatted
