@@ -1,0 +1,282 @@
+"""The front door: HTTP/1.1 on the ``listen`` sockets, routed as nginx routes.
+
+One task per client connection reads requests with h11 (keep-alive and
+pipelining), picks the server and location (``routing``), and either
+answers (404, 405, 426, ``return``, error pages) or, for a WebSocket
+handshake on a ``websocket`` location, hands the stream to ``wsconn``.
+
+nginx's limits apply: the request head must arrive within
+``client_header_timeout`` (408) and fit ``large_client_header_buffers``
+(414 for the request line, 400 "Request Header Or Cookie Too Large" for a
+header line or the whole head); a body over ``client_max_body_size`` is 413.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+import h11
+import trio
+
+from nginxws.conf.model import HttpSettings, Location, Server
+from nginxws.log import AccessEntry
+from nginxws.http import ClientClosed, ClientTimeout, next_event, send_error, send_response
+from nginxws.routing import normalize_path, select_location
+from nginxws.wsconn import run_session
+
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+def _header(request: h11.Request, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key == name:
+            return value
+    return None
+
+
+def _tokens(request: h11.Request, name: bytes) -> set[bytes]:
+    found: set[bytes] = set()
+    for key, value in request.headers:
+        if key == name:
+            found.update(token.strip().lower() for token in value.split(b","))
+    return found
+
+
+def handshake_problem(request: h11.Request) -> int | None:
+    """The status for a request to a websocket location that is not a valid
+    RFC 6455 handshake, or None when it is one (trio-websocket then does it).
+    """
+    if request.method not in (b"GET", b"HEAD"):
+        return 405
+    if b"websocket" not in _tokens(request, b"upgrade"):
+        return 426
+    if request.method != b"GET" or b"upgrade" not in _tokens(request, b"connection"):
+        return 400
+    if _header(request, b"sec-websocket-version") != b"13":
+        return 426
+    key = _header(request, b"sec-websocket-key")
+    try:
+        if key is None or len(base64.b64decode(key, validate=True)) != 16:
+            return 400
+    except (binascii.Error, ValueError):
+        return 400
+    return None
+
+
+class Exchange:
+    """One request as the access log sees it."""
+
+    __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
+
+    def __init__(self, request: h11.Request | None, server: Server, conn: int) -> None:
+        self.request = request
+        self.server = server
+        self.settings: HttpSettings = server.settings
+        self.status = 0
+        self.sent = 0
+        self.started = time.time()
+        self.conn = conn
+
+    def entry(self, remote, local) -> AccessEntry:
+        request = self.request
+        return AccessEntry(
+            remote_addr=remote[0] if isinstance(remote, tuple) else "unix:",
+            status=self.status,
+            start=self.started,
+            method=request.method if request else None,
+            target=request.target if request else None,
+            http_version=request.http_version if request else None,
+            headers=request.headers if request else (),
+            body_bytes_sent=self.sent,
+            bytes_sent=self.sent,
+            connection=self.conn,
+            server_name=self.server.server_names[0] if self.server.server_names else "",
+            server_port=local[1] if isinstance(local, tuple) else 0,
+        )
+
+
+async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: int) -> None:
+    """Serve one client connection until it closes or becomes a WebSocket."""
+    group = worker.router.servers_for(local)
+    default = group.select_server(None)
+    settings: HttpSettings = default.settings
+    limit = settings.large_client_header_buffers[0] * settings.large_client_header_buffers[1]
+    h = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+    first = True
+    try:
+        while True:
+            timeout = settings.client_header_timeout if first else settings.keepalive_timeout
+            started = trio.current_time()
+            exchange = Exchange(None, default, conn)
+            try:
+                if not first and not h.trailing_data[0]:
+                    # Idle keep-alive: wait for the next request quietly.
+                    event = await next_event(h, stream, started + settings.keepalive_timeout)
+                else:
+                    event = await next_event(h, stream, started + timeout)
+            except ClientTimeout:
+                if first or h.their_state is h11.SEND_BODY or h.trailing_data[0]:
+                    worker.error_log.info("client timed out while reading client request headers", conn=conn)
+                    exchange.status = 408
+                    exchange.sent = await send_error(h, stream, 408, tokens=settings.server_tokens, close=True)
+                    worker.log_access(exchange, remote, local)
+                return
+            except h11.RemoteProtocolError as err:
+                await _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn)
+                return
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+            if not isinstance(event, h11.Request):
+                return
+            first = False
+            exchange.request = event
+            upgraded = await _handle_request(worker, h, stream, event, exchange, local, conn)
+            worker.log_access(exchange, remote, local)
+            if upgraded or h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                h.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+    except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn) -> None:
+    status = err.error_status_hint
+    if status == 431:
+        buffered = h.trailing_data[0]
+        line_end = buffered.find(b"\r\n")
+        request_line = len(buffered) if line_end < 0 else line_end
+        size = settings.large_client_header_buffers[1]
+        status = 414 if request_line > size else 494
+        worker.error_log.info("client sent too long header line", conn=conn)
+    else:
+        worker.error_log.info(f"client sent invalid request: {err}", conn=conn)
+    if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        exchange.status = status
+        try:
+            exchange.sent = await send_error(h, stream, status, tokens=settings.server_tokens, close=True)
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        worker.log_access(exchange, remote, local)
+
+
+async def _handle_request(worker, h, stream, request: h11.Request, exchange: Exchange, local, conn) -> bool:
+    """Answer one request; True when the connection became a WebSocket."""
+    host = _header(request, b"host")
+    server = worker.router.servers_for(local).select_server(host.decode("latin-1") if host else None)
+    exchange.server = server
+    settings = server.settings
+    head = request.method == b"HEAD"
+
+    path = normalize_path(request.target)
+    if path is None:
+        return await _finish_error(h, stream, exchange, 400, settings, head)
+    line_limit = settings.large_client_header_buffers[1]
+    if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
+        return await _finish_error(h, stream, exchange, 494, settings, head, close=True)
+
+    location = None if server.return_ else select_location(server.locations, path)
+    if location is not None:
+        settings = exchange.settings = location.settings
+    answer = server.return_ or (location.return_ if location is not None else None)
+
+    length = _header(request, b"content-length")
+    if length is not None and length.isdigit() and int(length) > settings.client_max_body_size:
+        worker.error_log.error(
+            f"client intended to send too large body: {int(length)} bytes", conn=conn
+        )
+        return await _finish_error(h, stream, exchange, 413, settings, head, close=True)
+
+    if location is not None and location.websocket is not None and answer is None:
+        problem = handshake_problem(request)
+        if problem is None:
+            return await _upgrade(worker, h, stream, request, exchange, server, location, path, conn)
+        await _discard_body(h, stream, settings)
+        extra = []
+        if problem == 426:
+            extra = [(b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13")]
+        elif problem == 405:
+            extra = [(b"Allow", b"GET")]
+        return await _finish_error(h, stream, exchange, problem, settings, head, headers=extra)
+
+    await _discard_body(h, stream, settings)
+    if answer is not None:
+        return await _return(h, stream, exchange, answer, settings, head, request)
+    status = 404 if request.method in (b"GET", b"HEAD") else 405
+    return await _finish_error(h, stream, exchange, status, settings, head)
+
+
+async def _discard_body(h, stream, settings: HttpSettings) -> None:
+    """Read and drop a request body, bounded by size and time."""
+    deadline = trio.current_time() + settings.client_body_timeout
+    received = 0
+    while True:
+        event = await next_event(h, stream, deadline)
+        if isinstance(event, h11.Data):
+            received += len(event.data)
+            if received > settings.client_max_body_size:
+                raise ClientClosed
+        elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+            return
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ClientClosed
+
+
+async def _finish_error(h, stream, exchange, status, settings, head, *, close=False, headers=None) -> bool:
+    exchange.status = status
+    exchange.sent = await send_error(
+        h, stream, status, tokens=settings.server_tokens, head=head, close=close, headers=headers
+    )
+    return False
+
+
+async def _return(h, stream, exchange, answer, settings, head, request) -> bool:
+    """nginx's ``return``: a redirect, a text body, or an error page."""
+    exchange.status = answer.code
+    if answer.code in REDIRECT_CODES and answer.text is not None:
+        target = answer.text
+        if target.startswith("/"):
+            host = _header(request, b"host")
+            target = f"http://{host.decode('latin-1') if host else 'localhost'}{target}"
+        exchange.sent = await send_error(
+            h, stream, answer.code, tokens=settings.server_tokens, head=head,
+            headers=[(b"Location", target.encode())],
+        )
+    elif answer.text is not None:
+        exchange.sent = await send_response(
+            h, stream, answer.code, [(b"Content-Type", b"text/plain")], answer.text.encode(),
+            tokens=settings.server_tokens, head=head,
+        )
+    elif answer.code == 444:
+        raise ClientClosed
+    elif answer.code >= 400 or answer.code in REDIRECT_CODES:
+        exchange.sent = await send_error(h, stream, answer.code, tokens=settings.server_tokens, head=head)
+    else:
+        exchange.sent = await send_response(
+            h, stream, answer.code, [], b"", tokens=settings.server_tokens, head=head
+        )
+    return False
+
+
+async def _upgrade(worker, h, stream, request, exchange, server: Server, location: Location, path, conn) -> bool:
+    trailing = h.trailing_data[0]
+    exchange.status = 101
+    status, sent = await run_session(
+        worker,
+        stream,
+        request,
+        trailing,
+        location,
+        path,
+        worker.push_addresses(server),
+        conn,
+        location.settings.send_timeout,
+    )
+    exchange.status, exchange.sent = status, sent
+    return True

@@ -1,0 +1,154 @@
+"""HTTP/1.1 plumbing shared by the front door and the push listener (h11).
+
+h11 decides the protocol; this module only moves bytes between a trio
+stream and an ``h11.Connection`` under nginx's timeouts, and renders
+responses the way nginx does (``Server`` header, the stock error pages).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from http import HTTPStatus
+
+import h11
+import trio
+
+from nginxws import __version__
+
+RECEIVE_BYTES = 16 * 1024  # one read; nginx's default client_body_buffer_size
+
+# nginx's own reason phrases where they differ from the RFC's.
+_REASONS = {
+    494: "Request Header Or Cookie Too Large",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Large",
+}
+# nginx answers these internal codes on the wire with another status.
+_WIRE_STATUS = {494: 400}
+
+
+class ClientTimeout(Exception):
+    """The client did not send what was due within its timeout."""
+
+
+class ClientClosed(Exception):
+    """The client closed the connection."""
+
+
+def reason(status: int) -> str:
+    if status in _REASONS:
+        return _REASONS[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def server_header(tokens: bool) -> bytes:
+    return f"nginxws/{__version__}".encode() if tokens else b"nginxws"
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header value, rendered at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
+def error_page(status: int, tokens: bool) -> bytes:
+    """nginx's stock HTML error page for ``status``."""
+    title = f"{_WIRE_STATUS.get(status, status)} {reason(status)}"
+    head = f"<head><title>{title}</title></head>"
+    if status == 494:
+        center = f"<center><h1>{_WIRE_STATUS[status]} Bad Request</h1></center>\r\n<center>{reason(status)}</center>"
+    else:
+        center = f"<center><h1>{title}</h1></center>"
+    sig = server_header(tokens).decode()
+    return (
+        f"<html>\r\n{head}\r\n<body>\r\n{center}\r\n<hr><center>{sig}</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+
+
+async def next_event(
+    conn: h11.Connection, stream: trio.abc.Stream, deadline: float
+) -> h11.Event | type[h11.PAUSED]:
+    """The next h11 event, reading from ``stream`` until ``deadline``.
+
+    Raises ClientTimeout when the deadline passes and ClientClosed when the
+    client goes away before an event is complete.
+    """
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        with trio.move_on_at(deadline):
+            try:
+                data = await stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise ClientClosed from None
+            conn.receive_data(data)
+            continue
+        raise ClientTimeout
+
+
+async def send_response(
+    conn: h11.Connection,
+    stream: trio.abc.Stream,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    tokens: bool,
+    head: bool = False,
+    close: bool = False,
+) -> int:
+    """Send one complete response; returns the number of body bytes sent."""
+    all_headers = [
+        (b"Server", server_header(tokens)),
+        (b"Date", http_date()),
+        *headers,
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+    if close:
+        all_headers.append((b"Connection", b"close"))
+    wire_status = _WIRE_STATUS.get(status, status)
+    data = conn.send(
+        h11.Response(
+            status_code=wire_status, headers=all_headers, reason=reason(wire_status).encode()
+        )
+    )
+    if body and not head:
+        data += conn.send(h11.Data(data=body))
+    data += conn.send(h11.EndOfMessage())
+    await stream.send_all(data)
+    return 0 if head else len(body)
+
+
+async def send_error(
+    conn: h11.Connection,
+    stream: trio.abc.Stream,
+    status: int,
+    *,
+    tokens: bool,
+    head: bool = False,
+    close: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> int:
+    """Send nginx's error page for ``status``."""
+    return await send_response(
+        conn,
+        stream,
+        status,
+        [(b"Content-Type", b"text/html"), *(headers or [])],
+        error_page(status, tokens),
+        tokens=tokens,
+        head=head,
+        close=close,
+    )

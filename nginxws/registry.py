@@ -1,0 +1,120 @@
+"""Push IDs -> sessions, and the answers to a push.
+
+Theory of operation
+-------------------
+* Each worker owns its push listeners; a client's welcome URLs name the
+  worker that holds it.  The registry is per worker and knows only its own
+  sessions.
+* An ID is unique and never reused (``session.new_id``).  A push that names
+  an ID this worker does not hold -- unknown, departed, or held by another
+  worker -- is 404 and is never delivered to anyone else.
+* A push never waits for a client: it is queued on the session's outgoing
+  queue (bounded by ``push_queue``) and answered 204 at once; when the queue
+  is full the answer is 503, so a slow client cannot grow the worker's
+  memory without bound.
+
+Everything here is plain code; the worker moves bytes in and out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from nginxws.conf.model import Location
+
+BINARY_TYPES = frozenset({b"application/octet-stream"})
+
+
+class PushError(Exception):
+    """A push that cannot be delivered, with the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A checked push: the message to send to one client."""
+
+    push_id: str
+    message: str | bytes
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the registry holds for one session."""
+
+    location: Location
+    offer: Callable[[str | bytes], bool]  # queue without blocking; False when full
+
+
+class Registry:
+    """The push IDs this worker holds."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, push_id: str) -> bool:
+        return push_id in self._entries
+
+    def add(self, push_id: str, entry: Entry) -> None:
+        if push_id in self._entries:
+            raise ValueError("push ID reused")
+        self._entries[push_id] = entry
+
+    def remove(self, push_id: str) -> None:
+        self._entries.pop(push_id, None)
+
+    def deliver(self, push: Push, location: Location) -> None:
+        """Queue ``push`` for its session, or raise PushError (404/503)."""
+        entry = self._entries.get(push.push_id)
+        if entry is None or entry.location is not location:
+            raise PushError(404, "unknown push ID")
+        if not entry.offer(push.message):
+            raise PushError(503, "client is not reading fast enough")
+
+
+def push_id_from(authorization: bytes | None, query: bytes) -> str:
+    """The push ID: the Basic-auth user name, else ``?id=``; 400 if neither."""
+    if authorization:
+        scheme, _, credentials = authorization.strip().partition(b" ")
+        if scheme.lower() == b"basic":
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise PushError(400, "malformed Authorization header") from None
+            user = decoded.partition(b":")[0]
+            if user:
+                try:
+                    return user.decode("ascii")
+                except UnicodeDecodeError:
+                    raise PushError(400, "malformed push ID") from None
+    if query:
+        values = parse_qs(query.decode("latin-1")).get("id")
+        if values and values[0]:
+            return values[0]
+    raise PushError(400, "no push ID")
+
+
+def push_message(body: bytes, content_type: bytes | None, max_size: int) -> str | bytes:
+    """The frame payload for a push body: text unless the body is declared binary."""
+    if len(body) > max_size:
+        raise PushError(413, "push body too large")
+    media = (content_type or b"").partition(b";")[0].strip().lower()
+    if media in BINARY_TYPES:
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PushError(400, "text push body is not valid UTF-8") from None

@@ -1,0 +1,255 @@
+"""One worker process: its listeners, its push listeners, its sessions.
+
+Theory of operation
+-------------------
+* A worker accepts clients on the listening sockets it is handed (the
+  master, or ``master_process off``, opened them) and owns everything that
+  follows: the HTTP front door, the WebSocket sessions and the registry of
+  their push IDs.  Workers know nothing of each other.
+* Each worker binds its own push listener per ``server`` with a websocket
+  location, reports the bound ports with ``nursery.start()``, and only then
+  accepts clients, so every welcome message names a listening port of the
+  worker that holds that client.
+* Every task has a parent: the accept loops of the ``listen`` sockets live
+  in the ``acceptors`` nursery (cancelled to stop accepting); connection
+  handlers and the push listeners' accept loops live in ``connections``.
+* Signals: TERM/INT close every session with 1001 and stop within
+  ``FAST_SHUTDOWN`` seconds; QUIT stops accepting, lets sessions run (and
+  stay pushable) until they end or ``worker_shutdown_timeout`` passes, then
+  closes them with 1001; USR1 reopens the log files.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import signal
+import socket
+
+import trio
+
+from nginxws.conf.model import Config, Location, Server
+from nginxws.frontdoor import Exchange, handle_client
+from nginxws.http import server_header
+from nginxws.log import AccessLogger, ErrorLogger
+from nginxws.pushd import handle_pusher
+from nginxws.registry import Registry
+from nginxws.routing import Router
+from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
+from nginxws.wsconn import Session
+
+FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
+ACCEPT_RETRY = 0.1  # pause after EMFILE/ENFILE, as trio's serve_listeners does
+WILDCARDS = frozenset({"0.0.0.0", "::"})
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def websocket_locations(locations: tuple[Location, ...]):
+    """Every location with ``websocket``, nested ones included, in file order."""
+    for location in locations:
+        if location.websocket is not None:
+            yield location
+        yield from websocket_locations(location.locations)
+
+
+def host_addresses(family: int) -> list[str]:
+    """The host name's addresses, as the original advertised for a wildcard."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    found: list[str] = []
+    for info in infos:
+        address = info[4][0].partition("%")[0]
+        if address not in found and not address.startswith("fe80"):
+            found.append(address)
+    return found
+
+
+class Worker:
+    """A worker's state; ``run`` serves until shutdown."""
+
+    def __init__(self, config: Config, index: int, error_log: ErrorLogger) -> None:
+        self.config = config
+        self.index = index
+        self.error_log = error_log
+        self.router = Router(config.http)
+        self.registry = Registry()
+        self.sessions: set[Session] = set()
+        self.server_header = server_header(True)
+        self._access_logs: dict[tuple, AccessLogger] = {}
+        self._push_addresses: dict[int, tuple[PushAddress, ...]] = {}
+        self._conn_ids = itertools.count(1)
+        self.active = 0
+        self.acceptors: trio.Nursery | None = None
+        self.draining = False
+        self._drained = trio.Event()
+
+    # -- sessions --------------------------------------------------------
+
+    def add_session(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def remove_session(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if not self.sessions and self.draining:
+            self._drained.set()
+
+    def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:
+        return self._push_addresses[id(server)]
+
+    # -- logs ------------------------------------------------------------
+
+    def log_access(self, exchange: Exchange, remote, local) -> None:
+        targets = exchange.settings.access_logs
+        if not targets:
+            return
+        logger = self._access_logs.get(targets)
+        if logger is None:
+            logger = self._access_logs[targets] = AccessLogger(targets)
+        logger.log(exchange.entry(remote, local))
+
+    def reopen_logs(self) -> None:
+        self.error_log.reopen()
+        for logger in self._access_logs.values():
+            logger.reopen()
+        self.error_log.notice("reopening logs")
+
+    # -- running ---------------------------------------------------------
+
+    async def run(self, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``."""
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
+            push_listeners = await self._open_push_listeners()
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    self.acceptors = acceptors
+                    for server, listener in push_listeners:
+                        connections.start_soon(self._accept_loop, listener, connections, server)
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections, None)
+                    task_status.started(self._push_addresses)
+                    await self._handle_signals(signals)
+                    acceptors.cancel_scope.cancel()
+                connections.cancel_scope.cancel()
+
+    async def _handle_signals(self, signals) -> None:
+        async for signum in signals:
+            if signum == signal.SIGUSR1:
+                self.reopen_logs()
+            elif signum == signal.SIGQUIT:
+                self.error_log.notice("gracefully shutting down")
+                await self._graceful()
+                return
+            else:
+                self.error_log.notice("exiting")
+                await self._close_sessions(FAST_SHUTDOWN)
+                return
+
+    async def _graceful(self) -> None:
+        self.acceptors.cancel_scope.cancel()
+        self.draining = True
+        if self.sessions:
+            timeout = self.config.worker_shutdown_timeout
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                await self._drained.wait()
+        await self._close_sessions(FAST_SHUTDOWN)
+
+    async def _close_sessions(self, grace: float) -> None:
+        self.acceptors.cancel_scope.cancel()
+        self.draining = True
+        for session in list(self.sessions):
+            session.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON)
+        if self.sessions:
+            with trio.move_on_after(grace):
+                await self._drained.wait()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery, server) -> None:
+        try:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as err:
+                    if err.errno not in RESOURCE_ERRNOS:
+                        raise
+                    self.error_log.crit(f"accept() failed ({err.errno}: {os.strerror(err.errno)})")
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                if self.active >= self.config.worker_connections:
+                    self.error_log.alert(f"{self.config.worker_connections} worker_connections are not enough")
+                    await trio.aclose_forcefully(stream)
+                    continue
+                nursery.start_soon(self._serve, stream, server)
+        finally:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+
+    async def _serve(self, stream: trio.SocketStream, server: Server | None) -> None:
+        self.active += 1
+        conn = next(self._conn_ids)
+        try:
+            local = _address(stream.socket.getsockname())
+            remote = _address(stream.socket.getpeername())
+        except OSError:
+            self.active -= 1
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            if server is None:
+                await handle_client(self, stream, local, remote, conn)
+            else:
+                await handle_pusher(self, stream, server, remote, local, conn)
+        finally:
+            self.active -= 1
+
+    async def _open_push_listeners(self) -> list[tuple[Server, trio.SocketListener]]:
+        """Bind one push listener per server with a websocket location."""
+        opened: list[tuple[Server, trio.SocketListener]] = []
+        for server in self.config.http.servers if self.config.http else ():
+            found = next(websocket_locations(server.locations), None)
+            if found is None:
+                continue
+            settings = found.websocket
+            push_listen = settings.push_listen
+            if push_listen is not None and push_listen.host:
+                hosts = [push_listen.host]
+            else:
+                hosts = list(dict.fromkeys(l.host for l in server.listens if l.host)) or ["127.0.0.1"]
+            port = push_listen.port + self.index if push_listen is not None and push_listen.port else 0
+            advertised: list[PushAddress] = []
+            for host in hosts:
+                try:
+                    listeners = await trio.open_tcp_listeners(port, host=host)
+                except OSError as err:
+                    raise PushBindError(
+                        f"bind() to {host}:{port} failed ({err.errno}: {os.strerror(err.errno)})"
+                        if err.errno else f"bind() to {host}:{port} failed ({err})"
+                    ) from None
+                for listener in listeners:
+                    bound_host, bound_port = listener.socket.getsockname()[:2]
+                    port = port or bound_port
+                    opened.append((server, listener))
+                    if settings.push_host:
+                        continue
+                    if bound_host in WILDCARDS:
+                        family = socket.AF_INET6 if ":" in bound_host else socket.AF_INET
+                        names = host_addresses(family) or [("::1" if ":" in bound_host else "127.0.0.1")]
+                    else:
+                        names = [bound_host]
+                    advertised.extend(PushAddress(name, bound_port) for name in names)
+            if settings.push_host:
+                advertised = [PushAddress(name, port) for name in settings.push_host]
+            self._push_addresses[id(server)] = tuple(dict.fromkeys(advertised))
+        return opened
+
+
+class PushBindError(Exception):
+    """A push listener could not be bound: the worker cannot start."""
+
+
+def _address(sockname) -> tuple[str, int] | str:
+    if isinstance(sockname, tuple):
+        return (sockname[0], sockname[1])
+    return sockname if isinstance(sockname, str) else sockname.decode()

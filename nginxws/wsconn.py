@@ -1,0 +1,230 @@
+"""One WebSocket session: handshake hand-off, welcome, echo, pushes, timers.
+
+The rules (what to send when) live in ``session``; this module runs them
+with trio.  Each session has one nursery holding its tasks: trio-websocket's
+reader, the timer, the push sender, and the echo loop (this task).  When any
+of them ends the connection, the nursery is cancelled and the session is
+removed from the registry, so a later push to its ID is 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import h11
+import trio
+from trio_websocket import ConnectionClosed, wrap_server_stream
+
+from nginxws.conf.model import Location, WebSocket
+from nginxws.registry import Entry
+from nginxws.session import (
+    IDLE_CLOSE_CODE,
+    IDLE_CLOSE_REASON,
+    Action,
+    Timers,
+    new_id,
+    welcome_message,
+)
+
+# How long a closing handshake may take before the TCP connection is cut
+# (nginx's lingering_timeout).
+CLOSE_TIMEOUT = 5.0
+# trio-websocket's read size; 4 KiB keeps an idle connection small while a
+# busy one still reads a typical message in one call.
+RECEIVE_BUFFER = 4 * 1024
+# Messages received but not yet echoed: one is enough, since the echo loop
+# reads the next only after it has sent the last (back-pressure to a client
+# that does not read its echoes).
+MESSAGE_QUEUE = 1
+
+
+class ClientStream(trio.abc.Stream):
+    """The client's TCP stream as trio-websocket sees it.
+
+    It first replays the handshake bytes the front door already read with
+    h11 (so nothing is lost), then reports every received chunk to the
+    session's timers and counts the bytes sent, for the access log.
+    """
+
+    __slots__ = ("_stream", "_prefix", "_timers", "bytes_sent")
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes, timers: Timers) -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self._timers = timers
+        self.bytes_sent = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        data = await self._stream.receive_some(max_bytes)
+        if data:
+            self._timers.received(trio.current_time())
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+        self.bytes_sent += len(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def replay_request(request: h11.Request, trailing: bytes) -> bytes:
+    """The handshake request as bytes again, followed by what came after it."""
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method, request.target)]
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw_items())
+    lines.append(b"\r\n")
+    lines.append(trailing)
+    return b"".join(lines)
+
+
+@dataclass(eq=False)
+class Session:
+    """A live session as the worker tracks it (for shutdown and logs)."""
+
+    push_id: str
+    conn: int
+    location: Location
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ws: object = None
+    close_code: int | None = None
+    close_reason: str | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the session to close with ``code`` (from any task)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self.cancel_scope.cancel()
+
+
+async def run_session(
+    worker,
+    stream: trio.abc.Stream,
+    request: h11.Request,
+    trailing: bytes,
+    location: Location,
+    path: str,
+    push_addresses,
+    conn: int,
+    send_timeout: float,
+) -> tuple[int, int]:
+    """Hand the connection to trio-websocket and run the session to its end.
+
+    Returns (status, bytes sent) for the access log: 101 once the handshake
+    succeeded.
+    """
+    settings: WebSocket = location.websocket
+    timers = Timers(settings.pingintvl, settings.idleintvl, trio.current_time())
+    client = ClientStream(stream, replay_request(request, trailing), timers)
+    push_id = new_id()
+    session = Session(push_id, conn, location)
+    send_channel, receive_channel = trio.open_memory_channel[str | bytes](settings.push_queue)
+
+    def offer(message: str | bytes) -> bool:
+        try:
+            send_channel.send_nowait(message)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    status = 400
+    async with trio.open_nursery() as nursery:
+        ws_request = await wrap_server_stream(
+            nursery,
+            client,
+            message_queue_size=MESSAGE_QUEUE,
+            max_message_size=settings.max_message_size,
+            receive_buffer_size=RECEIVE_BUFFER,
+        )
+        ws = await ws_request.accept(extra_headers=[(b"Server", worker.server_header)])
+        session.ws = ws
+        status = 101
+        worker.add_session(session)
+        worker.registry.add(push_id, Entry(location, offer))
+        try:
+            with session.cancel_scope:
+                if settings.welcome:
+                    await _send(ws, welcome_message(push_id, push_addresses, path), send_timeout)
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(_timer_task, ws, timers, session)
+                    tasks.start_soon(_push_task, ws, receive_channel, send_timeout)
+                    await _echo_loop(ws, send_timeout)
+                    tasks.cancel_scope.cancel()
+        except _SendTimeout:
+            worker.error_log.info("client timed out while sending to client", conn=conn)
+            session.close_code = None
+            await client.aclose()
+        finally:
+            worker.registry.remove(push_id)
+            worker.remove_session(session)
+            send_channel.close()
+            with trio.CancelScope(shield=True):
+                await _close(ws, session, client)
+            nursery.cancel_scope.cancel()
+    return status, client.bytes_sent
+
+
+class _SendTimeout(Exception):
+    pass
+
+
+async def _send(ws, message: str | bytes, timeout: float) -> None:
+    with trio.move_on_after(timeout):
+        await ws.send_message(message)
+        return
+    raise _SendTimeout
+
+
+async def _echo_loop(ws, send_timeout: float) -> None:
+    """Echo every client message back with its type; return when it closes."""
+    try:
+        while True:
+            message = await ws.get_message()
+            await _send(ws, message, send_timeout)
+    except ConnectionClosed:
+        return
+
+
+async def _push_task(ws, receive_channel, send_timeout: float) -> None:
+    try:
+        async for message in receive_channel:
+            await _send(ws, message, send_timeout)
+    except ConnectionClosed:
+        return
+
+
+async def _timer_task(ws, timers: Timers, session: Session) -> None:
+    while True:
+        await trio.sleep_until(timers.deadline)
+        action = timers.due(trio.current_time())
+        if action is Action.PING:
+            try:
+                await ws.ping()
+            except ConnectionClosed:
+                return
+        elif action is Action.CLOSE:
+            session.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
+            return
+
+
+async def _close(ws, session: Session, client: ClientStream) -> None:
+    """Close the WebSocket with the session's close code, bounded in time."""
+    with trio.move_on_after(CLOSE_TIMEOUT) as scope:
+        if session.close_code is not None:
+            code, reason = session.close_code, session.close_reason
+        else:
+            code, reason = 1000, None
+        if ws.closed is None:
+            try:
+                await ws.aclose(code, reason)
+            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+    if scope.cancelled_caught:
+        await trio.aclose_forcefully(client)
