@@ -23,7 +23,7 @@ import trio
 from nginxws.conf.model import HttpSettings, Location, Server
 from nginxws.log import AccessEntry
 from nginxws.http import ClientClosed, ClientTimeout, next_event, send_error, send_response
-from nginxws.routing import normalize_path, select_location
+from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -100,7 +100,7 @@ class Exchange:
 async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: int) -> None:
     """Serve one client connection until it closes or becomes a WebSocket."""
     group = worker.router.servers_for(local)
-    default = group.select_server(None)
+    default = group.default_server
     settings: HttpSettings = default.settings
     limit = settings.large_client_header_buffers[0] * settings.large_client_header_buffers[1]
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
@@ -168,11 +168,15 @@ async def _protocol_error(worker, h, stream, exchange, err, settings, remote, lo
 
 async def _handle_request(worker, h, stream, request: h11.Request, exchange: Exchange, local, conn) -> bool:
     """Answer one request; True when the connection became a WebSocket."""
-    host = _header(request, b"host")
-    server = worker.router.servers_for(local).select_server(host.decode("latin-1") if host else None)
+    group = worker.router.servers_for(local)
+    host = target_host(request.target) or _header(request, b"host")
+    head = request.method == b"HEAD"
+    if host is not None and normalize_host(host) is None:
+        exchange.server = group.default_server
+        return await _finish_error(h, stream, exchange, 400, group.default_server.settings, head, close=True)
+    server = group.select_server(host)
     exchange.server = server
     settings = server.settings
-    head = request.method == b"HEAD"
 
     path = normalize_path(request.target)
     if path is None:
