@@ -3,9 +3,14 @@
 Public API (used by the command line, the master and the worker)::
 
     load(path, *, prefix=None, directives=None) -> Config   # raises ConfigError
+
+``compile_regex`` compiles a location or server_name regex exactly as the
+configuration checked it (routing must use it).
 """
 
+from nginxws.conf.builder import load
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import Config
+from nginxws.conf.values import compile_regex
 
-__all__ = ["ConfigError", "Config"]
+__all__ = ["Config", "ConfigError", "compile_regex", "load"]

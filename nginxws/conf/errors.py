@@ -7,8 +7,11 @@ class ConfigError(Exception):
     """A configuration problem, printed as nginx prints it.
 
     ``str(err)`` is ``[emerg] <message> in <file>:<line>`` (the place is left
-    out when there is none, as nginx does for errors outside any file).  The
-    command line prefixes it with ``nginxws: `` and exits 1.
+    out when there is none, as nginx does for errors outside any file; a
+    file without a line, such as ``"command line"`` for ``-g`` directives,
+    gives ``... in command line``).  The command line prefixes it with
+    ``nginxws: `` and exits 1.  The same shape with ``level="warn"`` formats
+    warnings.
     """
 
     def __init__(
@@ -25,5 +28,10 @@ class ConfigError(Exception):
         self.level = level
 
     def __str__(self) -> str:
-        where = f" in {self.file}:{self.line}" if self.file and self.line else ""
+        if self.file and self.line:
+            where = f" in {self.file}:{self.line}"
+        elif self.file:
+            where = f" in {self.file}"
+        else:
+            where = ""
         return f"[{self.level}] {self.message}{where}"

@@ -60,6 +60,7 @@ class AccessLog:
         '$remote_addr - $remote_user [$time_local] "$request" $status '
         '$body_bytes_sent "$http_referer" "$http_user_agent"'
     )
+    escape: str = "default"  # log_format's escape=: default | json | none
 
 
 @dataclass(frozen=True, slots=True)

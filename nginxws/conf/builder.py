@@ -1,0 +1,233 @@
+"""Loading a configuration: files -> statements -> drafts -> the frozen model.
+
+The order of work is nginx's (``ngx_init_cycle``): the ``-g`` directives are
+read first, in the main context; then the main file, statement by statement,
+each ``include`` read in place when it is met; then the drafts are merged
+down (http -> server -> location) and frozen.  The first problem met stops
+the load with a ConfigError that names its file and line.
+
+Path rules (nginx's ``ngx_conf_full_name``): the main file and ``pid``,
+``error_log`` and ``access_log`` paths are relative to the prefix (``-p``);
+``include`` paths are relative to the main file's directory.  The model
+holds absolute paths; ``stderr`` stays ``stderr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+from nginxws.conf.directives import REFUSED, lookup
+from nginxws.conf.drafts import AddressDraft, HttpDraft, LevelDraft, LocationDraft, MainDraft
+from nginxws.conf.errors import ConfigError
+from nginxws.conf.model import (
+    AccessLog,
+    DEFAULT_WORKER_CONNECTIONS,
+    Config,
+    ErrorLog,
+    Http,
+    HttpSettings,
+    Listen,
+    Location,
+    Server,
+    SourceFile,
+)
+from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
+
+DEFAULT_PID = "logs/nginxws.pid"
+DEFAULT_ERROR_LOG = "logs/error.log"
+DEFAULT_ACCESS_LOG = "logs/access.log"
+MAX_DEPTH = 100  # nested blocks and includes; deeper is surely a mistake, and Python's stack is finite
+_GLOB_CHARS = frozenset("*?[")
+
+
+class Build:
+    """The state of one load: where paths are relative to, what was read, the drafts."""
+
+    def __init__(self, prefix: str, conf_prefix: str) -> None:
+        self.prefix = prefix
+        self.conf_prefix = conf_prefix
+        self.main = MainDraft()
+        self.files: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self._reading: list[str] = []  # real paths of the files being read, outermost first
+        self._context = "main"
+        self._depth = 0
+
+    def path(self, name: str) -> str:
+        """``name`` made absolute against the prefix (nginx's ngx_conf_full_name)."""
+        return name if name.startswith("/") else self.prefix + name
+
+    def warn(self, st: Statement, message: str) -> None:
+        """Record a ``[warn]`` line placed at ``st``."""
+        self.warnings.append(str(ConfigError(message, st.file, st.line, level="warn")))
+
+    def read(self, path: str, at: Statement | None) -> tuple[tuple[Statement, ...], ConfigError | None]:
+        """Read and parse one file; ``at`` is the include that names it (None: the main file).
+
+        Returns the statements and the file's syntax error (see ``syntax.parse``).
+        """
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            message = f'open() "{path}" failed ({err.errno}: {err.strerror})'
+            raise (at.error(message) if at else ConfigError(message)) from None
+        text = data.decode("utf-8", errors="replace")
+        self.files.setdefault(path, text)
+        return parse(text, path)
+
+    def run_file(self, path: str, at: Statement | None, context: str, draft: object) -> None:
+        """Read ``path`` and walk its statements in ``context`` (include recursion is an error)."""
+        real = os.path.realpath(path)
+        if at is not None and real in self._reading:
+            raise at.error(f'recursive include of "{path}"')
+        statements, syntax_error = self.read(path, at)
+        self._reading.append(real)
+        self.walk(statements, context, draft)
+        self._reading.pop()
+        if syntax_error:
+            raise syntax_error
+
+    def include(self, st: Statement, draft: object) -> None:
+        """The ``include`` directive: one file, or every file a glob matches, in order."""
+        name = st.args[0]
+        full = name if name.startswith("/") else self.conf_prefix + name
+        paths = sorted(glob.glob(full)) if _GLOB_CHARS.intersection(full) else [full]
+        for path in paths:
+            self.run_file(path, st, self._context, draft)
+
+    def walk(self, statements: tuple[Statement, ...], context: str, draft: object) -> None:
+        """Check each statement against the directive table and run its handler."""
+        self._depth += 1
+        outer, self._context = self._context, context
+        try:
+            if self._depth > MAX_DEPTH and statements:
+                raise statements[0].error(f"blocks and includes are nested deeper than {MAX_DEPTH} levels")
+            for st in statements:
+                self._run(st, context, draft)
+        finally:
+            self._depth -= 1
+            self._context = outer
+
+    def _run(self, st: Statement, context: str, draft: object) -> None:
+        if st.file == COMMAND_LINE and st.block is not None:
+            raise st.error("block directives are not supported in -g option")
+        directive = lookup(st.name)
+        if directive is None:
+            raise st.error(f'unknown directive "{st.name}"')
+        if directive.kind == REFUSED:
+            directive.handler(self, st, draft)
+        if context not in directive.contexts:
+            raise st.error(f'"{st.name}" directive is not allowed here')
+        if st.block is not None and not directive.block:
+            raise st.error(f'directive "{st.name}" is not terminated by ";"')
+        if st.block is None and directive.block:
+            raise st.error(f'directive "{st.name}" has no opening "{{"')
+        if not directive.takes(len(st.args)):
+            raise st.error(f'invalid number of arguments in "{st.name}" directive')
+        directive.handler(self, st, draft)
+
+    # -- freezing -------------------------------------------------------------
+
+    def finish(self, path: str) -> Config:
+        """Merge and freeze the drafts into the model."""
+        main = self.main
+        if main.events is None:
+            raise ConfigError('no "events" section in configuration')
+        error_logs = tuple(main.error_logs) or (ErrorLog(self.prefix + DEFAULT_ERROR_LOG),)
+        values = main.values
+        return Config(
+            path=path,
+            prefix=self.prefix,
+            worker_processes=values.get("worker_processes", 1),  # type: ignore[arg-type]
+            pid=values.get("pid", self.prefix + DEFAULT_PID),  # type: ignore[arg-type]
+            error_logs=error_logs,
+            daemon=values.get("daemon", True),  # type: ignore[arg-type]
+            master_process=values.get("master_process", True),  # type: ignore[arg-type]
+            worker_rlimit_nofile=values.get("worker_rlimit_nofile"),  # type: ignore[arg-type]
+            worker_shutdown_timeout=values.get("worker_shutdown_timeout"),  # type: ignore[arg-type]
+            worker_connections=main.events.values.get(  # type: ignore[arg-type]
+                "worker_connections", DEFAULT_WORKER_CONNECTIONS
+            ),
+            http=self._http(main.http, error_logs) if main.http else None,
+            files=tuple(SourceFile(p, t) for p, t in self.files.items()),
+            warnings=tuple(self.warnings),
+        )
+
+    def _http(self, draft: HttpDraft, error_logs: tuple[ErrorLog, ...]) -> Http:
+        base = HttpSettings(access_logs=(AccessLog(self.prefix + DEFAULT_ACCESS_LOG),), error_logs=error_logs)
+        settings = _merge(base, draft)
+        default_port = 80 if os.getuid() == 0 else 8000
+        servers = []
+        for srv in draft.servers:
+            listens = srv.listens or [Listen("0.0.0.0", default_port)]
+            servers.append(
+                Server(
+                    listens=tuple(_with_socket_options(lst, draft.addresses.get(lst.key)) for lst in listens),
+                    server_names=tuple(srv.server_names) or ("",),
+                    settings=(srv_settings := _merge(settings, srv)),
+                    locations=tuple(_location(loc, srv_settings) for loc in srv.locations),
+                    return_=srv.return_,
+                    where=srv.where,
+                )
+            )
+        log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
+        return Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+
+
+def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
+    """nginx's merge: what a level sets replaces what it inherits."""
+    changes: dict[str, object] = dict(level.values)
+    if level.access_off:
+        changes["access_logs"] = ()
+    elif level.access_logs:
+        changes["access_logs"] = tuple(level.access_logs)
+    if level.error_logs:
+        changes["error_logs"] = tuple(level.error_logs)
+    return dataclasses.replace(parent, **changes)  # type: ignore[arg-type]
+
+
+def _location(draft: LocationDraft, parent: HttpSettings) -> Location:
+    settings = _merge(parent, draft)
+    return Location(
+        modifier=draft.modifier,
+        pattern=draft.pattern,
+        settings=settings,
+        websocket=draft.websocket,
+        return_=draft.return_,
+        locations=tuple(_location(loc, settings) for loc in draft.locations),
+        where=draft.where,
+    )
+
+
+def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen:
+    """Every listen of an address carries the socket options given for it (once) anywhere."""
+    options = address.options if address else None
+    if options is None:
+        return listen
+    return dataclasses.replace(
+        listen, reuseport=options.reuseport, backlog=options.backlog, ipv6only=options.ipv6only
+    )
+
+
+def load(path: str, *, prefix: str | None = None, directives: str | None = None) -> Config:
+    """Load the configuration file ``path`` as ``nginx -p prefix -c path -g directives`` would.
+
+    ``prefix`` defaults to the current directory; a relative ``path`` is
+    relative to it.  Raises ConfigError for anything wrong, never another
+    exception for anything the files or ``directives`` contain.
+    """
+    root = os.path.abspath(prefix if prefix is not None else os.getcwd())
+    root = root if root.endswith("/") else root + "/"
+    conf_path = path if path.startswith("/") else root + path
+    build = Build(root, os.path.dirname(conf_path) + "/")
+    if directives:
+        statements, syntax_error = parse(directives, COMMAND_LINE)
+        build.walk(statements, "main", build.main)
+        if syntax_error:
+            raise syntax_error
+    build.run_file(conf_path, None, "main", build.main)
+    return build.finish(conf_path)
+

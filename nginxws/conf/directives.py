@@ -1,0 +1,244 @@
+"""The directive table: every directive nginxws knows, described once.
+
+Like nginx's ``ngx_command_t`` arrays, one entry gives a directive's name, the
+contexts it may appear in, its number of arguments, whether it is a block,
+and the handler that gives it meaning, plus the documentation lines
+(Syntax / Default / Context / what it does) from which the reference part of
+``docs/configuration.md`` is generated (``python -m nginxws.conf.reference``).
+
+Three kinds of entries:
+
+* supported: the handler records the value in the model;
+* ignored: the directive is accepted so that a stock nginx.conf loads, and
+  every occurrence gives ``[warn] "x" directive is ignored``;
+* refused: the directive would change what nginx does in a way nginxws
+  cannot honour (proxying, TLS, access control...), so it is an ``[emerg]``.
+
+An entry whose name ends in ``*`` covers a family (``gzip_*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nginxws.conf import handlers as h
+from nginxws.conf.handlers import Handler
+
+MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
+CONTEXT_ORDER = (MAIN, EVENTS, HTTP, SERVER, LOCATION)
+ANY_CONTEXT = frozenset(CONTEXT_ORDER)
+HTTP_ANY = frozenset({HTTP, SERVER, LOCATION})
+HTTP_SERVER = frozenset({HTTP, SERVER})
+
+# Number of arguments after the name, as (minimum, maximum or None).
+NOARGS = (0, 0)
+TAKE1 = (1, 1)
+TAKE12 = (1, 2)
+TAKE2 = (2, 2)
+ONE_MORE = (1, None)
+TWO_MORE = (2, None)
+ANY = (0, None)
+
+SUPPORTED, IGNORED, REFUSED = "supported", "ignored", "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """One row of the table (see the module docstring)."""
+
+    name: str
+    contexts: frozenset[str]
+    args: tuple[int, int | None]
+    handler: Handler
+    block: bool = False
+    kind: str = SUPPORTED
+    syntax: str = ""
+    default: str = "\u2014"
+    doc: str = ""
+
+    @property
+    def context_line(self) -> str:
+        """The Context: line of the docs, in nginx's order."""
+        return ", ".join(c for c in CONTEXT_ORDER if c in self.contexts)
+
+    def takes(self, count: int) -> bool:
+        """Whether ``count`` arguments are a valid number for this directive."""
+        low, high = self.args
+        return count >= low and (high is None or count <= high)
+
+
+def _d(
+    name: str, contexts: frozenset[str] | set[str], args: tuple[int, int | None], handler: Handler, **kw: object
+) -> Directive:
+    return Directive(name, frozenset(contexts), args, handler, **kw)  # type: ignore[arg-type]
+
+
+SUPPORTED_DIRECTIVES = (
+    # -- main ------------------------------------------------------------------
+    _d("worker_processes", {MAIN}, TAKE1, h.worker_processes,
+       syntax="worker_processes number | auto;", default="worker_processes 1;",
+       doc="The number of worker processes. `auto` is the number of CPUs."),
+    _d("pid", {MAIN}, TAKE1, h.pid,
+       syntax="pid file;", default="pid logs/nginxws.pid;",
+       doc="The file the master process writes its process ID to, and that `nginxws -s` reads. "
+           "A relative path is relative to the prefix (`-p`)."),
+    _d("error_log", {MAIN, HTTP, SERVER, LOCATION}, ONE_MORE, h.error_log,
+       syntax="error_log file | stderr [level];", default="error_log logs/error.log error;",
+       doc="Where errors are logged, and from which level on: `debug`, `info`, `notice`, `warn`, "
+           "`error`, `crit`, `alert` or `emerg`. Several `error_log` directives on one level all "
+           "log. A relative path is relative to the prefix. A level that sets none inherits the "
+           "enclosing level's logs; the `http` level inherits the main ones."),
+    _d("daemon", {MAIN}, TAKE1, h.flag,
+       syntax="daemon on | off;", default="daemon on;",
+       doc="Whether the master process detaches from the terminal."),
+    _d("master_process", {MAIN}, TAKE1, h.flag,
+       syntax="master_process on | off;", default="master_process on;",
+       doc="`off` runs a single process that serves by itself (for development)."),
+    _d("worker_rlimit_nofile", {MAIN}, TAKE1, h.number,
+       syntax="worker_rlimit_nofile number;",
+       doc="The limit on open files (RLIMIT_NOFILE) of the worker processes."),
+    _d("worker_shutdown_timeout", {MAIN}, TAKE1, h.seconds,
+       syntax="worker_shutdown_timeout time;",
+       doc="How long a gracefully stopping worker (`-s quit`, reload) waits for its WebSocket "
+           "connections before closing them."),
+    _d("events", {MAIN}, NOARGS, h.events, block=True,
+       syntax="events { ... }",
+       doc="The connection processing settings. Required, as in nginx."),
+    _d("http", {MAIN}, NOARGS, h.http, block=True,
+       syntax="http { ... }",
+       doc="The HTTP server settings."),
+    _d("include", ANY_CONTEXT, TAKE1, h.include,
+       syntax="include file | mask;",
+       doc="Reads another file, or every file matching a glob mask (in sorted order), in place. "
+           "A relative path is relative to the directory of the main configuration file. A mask "
+           "that matches nothing is fine; a missing file is an error."),
+    # -- events ----------------------------------------------------------------
+    _d("worker_connections", {EVENTS}, TAKE1, h.worker_connections,
+       syntax="worker_connections number;", default="worker_connections 512;",
+       doc="The maximum number of simultaneous connections of one worker process, client and "
+           "push connections together."),
+    # -- http / server / location ----------------------------------------------
+    _d("server", {HTTP}, NOARGS, h.server, block=True,
+       syntax="server { ... }",
+       doc="A virtual server."),
+    _d("listen", {SERVER}, ONE_MORE, h.listen,
+       syntax="listen address[:port] [default_server] [reuseport] [backlog=number] [ipv6only=on|off];\n"
+              "listen port [default_server] [reuseport] [backlog=number] [ipv6only=on|off];\n"
+              "listen unix:path [default_server] [backlog=number];",
+       default="listen *:80 | *:8000;",
+       doc="The address and port the server accepts connections on: `127.0.0.1:8080`, `8080`, "
+           "`*:8080`, `[::]:8080`, `[::1]`, `localhost:8080` (a host name must resolve), "
+           "`unix:/run/ws.sock`. A missing port is 80. Without `listen`, a server listens on "
+           "`*:80` when nginxws runs as root and on `*:8000` otherwise. `default_server` makes the "
+           "server the default for its address (one per address). Socket options (`backlog=`, "
+           "`reuseport`, `ipv6only=`) may be given once per address, and apply to every server "
+           "listening there. nginx's `ssl`, `http2`, `quic`, `proxy_protocol`, `deferred`, "
+           "`bind`, `fastopen`, `rcvbuf`, `sndbuf`, `accept_filter`, `setfib`, `so_keepalive` "
+           "are refused with an error."),
+    _d("server_name", {SERVER}, ONE_MORE, h.server_name,
+       syntax="server_name name ...;", default='server_name "";',
+       doc="The names of the server, matched against the Host header: exact names "
+           "(`example.com`), wildcards (`*.example.com`, `mail.*`), `.example.com` (the name and "
+           "all its subdomains), regular expressions (`~^ws\\d+\\.example\\.com$`), `\"\"` (no Host) "
+           "and `_` (matches nothing, the usual catch-all of a default server)."),
+    _d("location", {SERVER, LOCATION}, TAKE12, h.location, block=True,
+       syntax="location [ = | ~ | ~* | ^~ ] uri { ... }\nlocation @name { ... }",
+       doc="Settings for request URIs, chosen as nginx chooses: exact (`=`) first, then the "
+           "longest prefix; a longest prefix marked `^~` stops the search, otherwise regular "
+           "expressions (`~` case-sensitive, `~*` case-insensitive) are tried in file order. "
+           "Locations may nest, except inside `=` and named (`@`) locations. Regular expressions "
+           "are PCRE as far as Python's `re` follows it (named groups `(?<name>...)` work); quote "
+           "a regex that contains `{`."),
+    _d("return", {SERVER, LOCATION}, TAKE12, h.return_,
+       syntax="return code [text];\nreturn code URL;\nreturn URL;",
+       doc="Answers the request with `code` (and a body `text`, or a `Location` for redirect "
+           "codes) instead of serving it. A lone URL is a 302 redirect."),
+    _d("access_log", HTTP_ANY, ONE_MORE, h.access_log,
+       syntax="access_log path [format];\naccess_log off;", default="access_log logs/access.log combined;",
+       doc="Where requests are logged, in the named `log_format` (predefined: `combined`). "
+           "Several may be given. A level that sets none inherits the enclosing level's logs."),
+    _d("log_format", {HTTP}, TWO_MORE, h.log_format,
+       syntax="log_format name [escape=default|json|none] string ...;",
+       default="log_format combined \"...\";",
+       doc="Defines a log format; the strings are joined. `combined` is predefined and cannot be "
+           "redefined. A format must be defined before an `access_log` uses it."),
+    _d("client_header_timeout", HTTP_SERVER, TAKE1, h.seconds,
+       syntax="client_header_timeout time;", default="client_header_timeout 60s;",
+       doc="How long a client may take to send the request header."),
+    _d("client_header_buffer_size", HTTP_SERVER, TAKE1, h.size,
+       syntax="client_header_buffer_size size;", default="client_header_buffer_size 1k;",
+       doc="The buffer for a request header that usually suffices."),
+    _d("large_client_header_buffers", HTTP_SERVER, TAKE2, h.large_client_header_buffers,
+       syntax="large_client_header_buffers number size;", default="large_client_header_buffers 4 8k;",
+       doc="The largest request line and header line (`size`), and how many such buffers a "
+           "header may use (`number`)."),
+    _d("client_body_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="client_body_timeout time;", default="client_body_timeout 60s;",
+       doc="How long a push client may pause between two reads of the request body."),
+    _d("client_max_body_size", HTTP_ANY, TAKE1, h.size,
+       syntax="client_max_body_size size;", default="client_max_body_size 1m;",
+       doc="The largest request body (push message) accepted; larger ones get 413."),
+    _d("send_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="send_timeout time;", default="send_timeout 60s;",
+       doc="How long a client may take to accept data nginxws sends it."),
+    _d("keepalive_timeout", HTTP_ANY, TAKE12, h.keepalive_timeout,
+       syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
+       doc="How long an idle keep-alive HTTP connection stays open. `header_timeout` is "
+           "accepted and not used."),
+    _d("server_tokens", HTTP_ANY, TAKE1, h.flag,
+       syntax="server_tokens on | off;", default="server_tokens on;",
+       doc="Whether the version appears in the Server header and in error pages."),
+    _d("websocket", {LOCATION}, ANY, h.websocket,
+       syntax="websocket [pingintvl=time] [idleintvl=time] [max_message_size=size] [welcome=on|off] "
+              "[push_listen=address] [push_host=name[,name...]] [push_queue=number];\n"
+              "websocket pingintvl idleintvl;",
+       doc="Serves WebSocket connections on this location and push requests for them; see "
+           "[The websocket directive](#the-websocket-directive)."),
+)
+
+IGNORED_DIRECTIVES = tuple(
+    _d(name, contexts, ANY, h.ignored, block=block, kind=IGNORED)
+    for names, contexts, block in (
+        ("user worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
+         "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
+        ("use multi_accept accept_mutex accept_mutex_delay worker_aio_requests", {EVENTS}, False),
+        ("types", HTTP_ANY, True),
+        ("sendfile sendfile_max_chunk tcp_nopush tcp_nodelay default_type types_hash_max_size "
+         "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
+         "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
+         "gzip gzip_* gunzip ssl_protocols ssl_prefer_server_ciphers ssl_ciphers ssl_session_cache "
+         "ssl_session_timeout ssl_session_tickets root alias index autoindex try_files charset "
+         "source_charset charset_types expires add_header etag if_modified_since "
+         "server_name_in_redirect port_in_redirect absolute_redirect msie_padding msie_refresh "
+         "reset_timedout_connection lingering_close lingering_time lingering_timeout "
+         "keepalive_requests keepalive_time keepalive_disable client_body_buffer_size "
+         "client_body_temp_path client_body_in_file_only client_body_in_single_buffer "
+         "open_file_cache open_file_cache_valid open_file_cache_min_uses open_file_cache_errors "
+         "open_log_file_cache output_buffers postpone_output directio aio log_not_found "
+         "log_subrequest resolver resolver_timeout error_page recursive_error_pages "
+         "ignore_invalid_headers underscores_in_headers merge_slashes chunked_transfer_encoding "
+         "limit_rate limit_rate_after", HTTP_ANY, False),
+    )
+    for name in names.split()
+)
+
+REFUSED_DIRECTIVES = tuple(
+    _d(name, ANY_CONTEXT, ANY, h.refused, kind=REFUSED)
+    for name in (
+        "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
+        "if set rewrite break limit_except allow deny auth_basic auth_basic_user_file auth_request "
+        "auth_request_set satisfy map geo split_clients limit_req limit_req_zone limit_conn "
+        "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link"
+    ).split()
+)
+
+TABLE: dict[str, Directive] = {d.name: d for d in SUPPORTED_DIRECTIVES + IGNORED_DIRECTIVES + REFUSED_DIRECTIVES}
+_FAMILIES = sorted((d for d in TABLE.values() if d.name.endswith("*")), key=lambda d: -len(d.name))
+
+
+def lookup(name: str) -> Directive | None:
+    """The table entry for ``name`` (an exact entry wins over a ``family_*`` one)."""
+    found = TABLE.get(name)
+    if found is not None:
+        return found
+    return next((d for d in _FAMILIES if name.startswith(d.name[:-1])), None)

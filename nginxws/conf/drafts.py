@@ -1,0 +1,94 @@
+"""Mutable drafts of each block, filled by the directive handlers.
+
+A draft records what one block says explicitly (nginx's "unset" is simply a
+missing key).  ``nginxws.conf.builder`` merges the drafts down the tree and
+freezes them into the model once the whole configuration has been read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, WebSocket, Where
+
+
+@dataclass
+class LevelDraft:
+    """What an http, server or location block sets of the merged HttpSettings.
+
+    ``values`` maps an HttpSettings field name (which is also the directive's
+    name) to its parsed value.
+    """
+
+    values: dict[str, object] = field(default_factory=dict)
+    error_logs: list[ErrorLog] = field(default_factory=list)
+    access_logs: list[AccessLog] = field(default_factory=list)
+    access_off: bool = False
+
+
+@dataclass
+class LocationDraft(LevelDraft):
+    """A ``location`` block being read."""
+
+    modifier: str = ""
+    pattern: str = ""
+    where: Where | None = None
+    websocket: WebSocket | None = None
+    return_: Return | None = None
+    locations: list[LocationDraft] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The location's name as nginx prints it in messages."""
+        return "@" + self.pattern if self.modifier == "@" else self.pattern
+
+
+@dataclass
+class ServerDraft(LevelDraft):
+    """A ``server`` block being read."""
+
+    where: Where | None = None
+    listens: list[Listen] = field(default_factory=list)
+    server_names: list[str] = field(default_factory=list)
+    locations: list[LocationDraft] = field(default_factory=list)
+    return_: Return | None = None
+
+
+@dataclass
+class AddressDraft:
+    """Every ``listen`` of one address across the http block (nginx's duplicate checks).
+
+    ``options`` is the listen that set socket options (backlog, reuseport,
+    ipv6only); at most one listen per address may.
+    """
+
+    text: str
+    servers: list[ServerDraft] = field(default_factory=list)
+    options: Listen | None = None
+    has_default_server: bool = False
+
+
+@dataclass
+class HttpDraft(LevelDraft):
+    """The ``http`` block being read."""
+
+    servers: list[ServerDraft] = field(default_factory=list)
+    log_formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (format, escape)
+    addresses: dict[tuple, AddressDraft] = field(default_factory=dict)
+
+
+@dataclass
+class EventsDraft:
+    """The ``events`` block being read."""
+
+    values: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class MainDraft:
+    """The main context being read."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    error_logs: list[ErrorLog] = field(default_factory=list)
+    events: EventsDraft | None = None
+    http: HttpDraft | None = None

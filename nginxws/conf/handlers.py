@@ -1,0 +1,345 @@
+"""What each directive does with its arguments (the ``set`` of nginx's ngx_command_t).
+
+A handler has the signature ``handler(build, statement, draft)``: it checks
+the arguments, raises ``statement.error(...)`` with nginx's wording when they
+are wrong, and records the value in the draft of the block it appears in.
+The directive table (``nginxws.conf.directives``) has already checked the
+context, the block/simple form and the number of arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nginxws.conf.address import AddressError, parse_address
+from nginxws.conf.drafts import AddressDraft, EventsDraft, HttpDraft, LocationDraft, ServerDraft
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, Where
+from nginxws.conf.syntax import Statement
+from nginxws.conf.values import parse_flag, parse_int, parse_msec, parse_size, regex_error
+from nginxws.conf.websocket import WebSocketArgError, parse_websocket
+
+if TYPE_CHECKING:
+    from nginxws.conf.builder import Build
+
+Handler = Callable[["Build", Statement, Any], None]
+
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+COMBINED = AccessLog(path="").format
+LOG_ESCAPES = ("default", "json", "none")
+LISTEN_UNSUPPORTED = frozenset(
+    "ssl http2 http3 quic spdy proxy_protocol deferred bind fastopen rcvbuf sndbuf "
+    "accept_filter setfib so_keepalive multipath".split()
+)
+ACCESS_LOG_UNSUPPORTED = frozenset("buffer gzip flush if".split())
+
+
+def _where(st: Statement) -> Where | None:
+    return Where(st.file, st.line) if st.line is not None else None
+
+
+# -- generic slots (ngx_conf_set_*_slot) ------------------------------------
+
+
+def slot(parse: Callable[[str], object | None], invalid: str) -> Handler:
+    """A one-value directive stored under its own name in ``draft.values``.
+
+    ``invalid`` is the message for a value ``parse`` rejects; ``{name}`` and
+    ``{value}`` are filled in.  A second occurrence in the same block is
+    nginx's ``"x" directive is duplicate``.
+    """
+
+    def handler(build: Build, st: Statement, draft: Any) -> None:
+        if st.name in draft.values:
+            raise st.error(f'"{st.name}" directive is duplicate')
+        value = parse(st.args[0])
+        if value is None:
+            raise st.error(invalid.format(name=st.name, value=st.args[0]))
+        draft.values[st.name] = value
+
+    return handler
+
+
+FLAG_INVALID = 'invalid value "{value}" in "{name}" directive, it must be "on" or "off"'
+flag = slot(parse_flag, FLAG_INVALID)
+number = slot(parse_int, '"{name}" directive invalid number')
+size = slot(parse_size, '"{name}" directive invalid value')
+
+
+def _seconds(text: str) -> float | None:
+    msec = parse_msec(text)
+    return None if msec is None else msec / 1000
+
+
+seconds = slot(_seconds, '"{name}" directive invalid value')
+
+
+def _worker_processes(text: str) -> int | None:
+    if text == "auto":
+        return os.cpu_count() or 1
+    return parse_int(text)
+
+
+worker_processes = slot(_worker_processes, '"{name}" directive invalid value')
+worker_connections = slot(parse_int, 'invalid number "{value}"')
+
+
+def pid(build: Build, st: Statement, draft: Any) -> None:
+    if st.name in draft.values:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    draft.values[st.name] = build.path(st.args[0])
+
+
+def keepalive_timeout(build: Build, st: Statement, draft: Any) -> None:
+    if len(st.args) == 2 and parse_msec(st.args[1]) is None:
+        raise st.error(f'"{st.name}" directive invalid value')
+    seconds(build, st, draft)
+
+
+def large_client_header_buffers(build: Build, st: Statement, draft: Any) -> None:
+    if st.name in draft.values:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    count, length = parse_int(st.args[0]), parse_size(st.args[1])
+    if not count or not length:
+        raise st.error(f'"{st.name}" directive invalid value')
+    draft.values[st.name] = (count, length)
+
+
+# -- logs ---------------------------------------------------------------------
+
+
+def error_log(build: Build, st: Statement, draft: Any) -> None:
+    target = st.args[0]
+    if target.startswith(("syslog:", "memory:")):
+        raise st.error(f'the "{target}" target of the "error_log" directive is not supported by nginxws')
+    level = "error"
+    for i, name in enumerate(st.args[1:]):
+        if name not in LOG_LEVELS:
+            raise st.error(f'invalid log level "{name}"')
+        if i:
+            raise st.error(f'duplicate log level "{name}"')
+        level = name
+    path = target if target == "stderr" else build.path(target)
+    draft.error_logs.append(ErrorLog(path, level))
+
+
+def access_log(build: Build, st: Statement, draft: Any) -> None:
+    target = st.args[0]
+    if target == "off":
+        if len(st.args) > 1:
+            raise st.error(f'invalid parameter "{st.args[1]}"')
+        draft.access_off = True
+        return
+    if target.startswith("syslog:"):
+        raise st.error(f'the "{target}" target of the "access_log" directive is not supported by nginxws')
+    name = st.args[1] if len(st.args) > 1 else "combined"
+    formats = build.main.http.log_formats
+    if name not in formats:
+        raise st.error(f'unknown log format "{name}"')
+    for param in st.args[2:]:
+        if param.split("=", 1)[0] in ACCESS_LOG_UNSUPPORTED:
+            raise st.error(f'the "{param}" parameter of the "access_log" directive is not supported by nginxws')
+        raise st.error(f'invalid parameter "{param}"')
+    path = target if target == "stderr" else build.path(target)
+    text, escape = formats[name]
+    draft.access_logs.append(AccessLog(path, name, text, escape))
+
+
+def log_format(build: Build, st: Statement, draft: HttpDraft) -> None:
+    name, parts = st.args[0], list(st.args[1:])
+    if name in draft.log_formats:
+        raise st.error(f'duplicate "log_format" name "{name}"')
+    escape = "default"
+    if parts[0].startswith("escape="):
+        escape = parts.pop(0)[len("escape=") :]
+        if escape not in LOG_ESCAPES:
+            raise st.error(f'unknown log format escaping "{escape}"')
+    draft.log_formats[name] = ("".join(parts), escape)
+
+
+# -- blocks -------------------------------------------------------------------
+
+
+def events(build: Build, st: Statement, draft: Any) -> None:
+    if build.main.events is not None:
+        raise st.error('"events" directive is duplicate')
+    build.main.events = EventsDraft()
+    build.walk(st.block or (), "events", build.main.events)
+
+
+def http(build: Build, st: Statement, draft: Any) -> None:
+    if build.main.http is not None:
+        raise st.error('"http" directive is duplicate')
+    build.main.http = HttpDraft(log_formats={"combined": (COMBINED, "default")})
+    build.walk(st.block or (), "http", build.main.http)
+
+
+def server(build: Build, st: Statement, draft: HttpDraft) -> None:
+    srv = ServerDraft(where=_where(st))
+    draft.servers.append(srv)
+    build.walk(st.block or (), "server", srv)
+
+
+def include(build: Build, st: Statement, draft: Any) -> None:
+    build.include(st, draft)
+
+
+# -- server -------------------------------------------------------------------
+
+
+def listen(build: Build, st: Statement, draft: ServerDraft) -> None:
+    text = st.args[0]
+    try:
+        address = parse_address(text)
+    except AddressError as err:
+        raise st.error(f'{err} in "{text}" of the "listen" directive') from None
+    options: dict[str, Any] = {}
+    default_server = False
+    for param in st.args[1:]:
+        key, _, value = param.partition("=")
+        if param == "default_server":
+            default_server = True
+        elif param == "reuseport":
+            options["reuseport"] = True
+        elif key == "backlog" and value:
+            backlog = parse_int(value)
+            if not backlog:
+                raise st.error(f'invalid backlog "{value}"')
+            options["backlog"] = backlog
+        elif key == "ipv6only" and value:
+            if parse_flag(value) is None:
+                raise st.error(f'invalid ipv6only flags "{value}"')
+            options["ipv6only"] = parse_flag(value)
+        elif key in LISTEN_UNSUPPORTED:
+            raise st.error(f'the "{param}" parameter of the "listen" directive is not supported by nginxws')
+        else:
+            raise st.error(f'invalid parameter "{param}"')
+    item = Listen(address.host, address.port, address.unix, default_server, where=_where(st), **options)
+
+    addresses = build.main.http.addresses
+    entry = addresses.setdefault(item.key, AddressDraft(address.text))
+    if draft in entry.servers:
+        raise st.error(f"a duplicate listen {entry.text}")
+    entry.servers.append(draft)
+    if options:
+        if entry.options is not None:
+            raise st.error(f"duplicate listen options for {entry.text}")
+        entry.options = item
+    if default_server:
+        if entry.has_default_server:
+            raise st.error(f"a duplicate default server for {entry.text}")
+        entry.has_default_server = True
+    draft.listens.append(item)
+
+
+def server_name(build: Build, st: Statement, draft: ServerDraft) -> None:
+    for name in st.args:
+        if name.startswith("~"):
+            if len(name) == 1:
+                raise st.error(f'empty regex in server name "{name}"')
+            problem = regex_error(name[1:])
+            if problem:
+                raise st.error(problem)
+            draft.server_names.append(name)
+            continue
+        if (name.startswith("*") and (len(name) < 3 or name[1] != ".")) or name == ".":
+            raise st.error(f'server name "{name}" is invalid')
+        if "/" in name:
+            build.warn(st, f'server name "{name}" has suspicious symbols')
+        if name == "$hostname":
+            name = socket.gethostname()
+        draft.server_names.append(name.lower())
+
+
+# -- location -----------------------------------------------------------------
+
+_MODIFIERS = ("=", "^~", "~", "~*")
+
+
+def _split_location(st: Statement) -> tuple[str, str]:
+    if len(st.args) == 2:
+        modifier, pattern = st.args
+        if modifier not in _MODIFIERS:
+            raise st.error(f'invalid location modifier "{modifier}"')
+        return modifier, pattern
+    name = st.args[0]
+    if len(name) > 1 and name[0] == "=":
+        return "=", name[1:]
+    if len(name) > 2 and name.startswith("^~"):
+        return "^~", name[2:]
+    if len(name) > 1 and name[0] == "~":
+        return ("~*", name[2:]) if name[1] == "*" else ("~", name[1:])
+    if name.startswith("@"):
+        return "@", name[1:]
+    return "", name
+
+
+def location(build: Build, st: Statement, parent: ServerDraft | LocationDraft) -> None:
+    modifier, pattern = _split_location(st)
+    loc = LocationDraft(modifier=modifier, pattern=pattern, where=_where(st))
+    if modifier in ("~", "~*"):
+        problem = regex_error(pattern, caseless=modifier == "~*")
+        if problem:
+            raise st.error(problem)
+    if isinstance(parent, LocationDraft):
+        if parent.modifier == "=":
+            raise st.error(f'location "{loc.name}" cannot be inside the exact location "{parent.name}"')
+        if parent.modifier == "@":
+            raise st.error(f'location "{loc.name}" cannot be inside the named location "{parent.name}"')
+        if modifier == "@":
+            raise st.error(f'named location "{loc.name}" can be on the server level only')
+        if modifier not in ("~", "~*") and not pattern.startswith(parent.pattern):
+            raise st.error(f'location "{loc.name}" is outside location "{parent.name}"')
+    if modifier not in ("~", "~*"):
+        kind = {"=": "=", "@": "@"}.get(modifier, "")
+        for sibling in parent.locations:
+            if sibling.pattern == pattern and {"=": "=", "@": "@"}.get(sibling.modifier, "") == kind:
+                raise st.error(f'duplicate location "{loc.name}"')
+    parent.locations.append(loc)
+    build.walk(st.block or (), "location", loc)
+
+
+def return_(build: Build, st: Statement, draft: ServerDraft | LocationDraft) -> None:
+    first = st.args[0]
+    code = parse_int(first)
+    if code is None:
+        if len(st.args) == 1 and first.startswith(("http://", "https://", "$scheme")):
+            ret = Return(302, first)
+        else:
+            raise st.error(f'invalid return code "{first}"')
+    elif code > 999:
+        raise st.error(f'invalid return code "{first}"')
+    else:
+        ret = Return(code, st.args[1] if len(st.args) == 2 else None)
+    # Like nginx's rewrite module, the first "return" of a block is the one that answers.
+    if draft.return_ is None:
+        draft.return_ = ret
+
+
+def websocket(build: Build, st: Statement, draft: LocationDraft) -> None:
+    if draft.websocket is not None:
+        raise st.error('"websocket" directive is duplicate')
+    try:
+        ws = parse_websocket(st.args)
+    except WebSocketArgError as err:
+        raise st.error(str(err)) from None
+    if ws.idleintvl <= ws.pingintvl:
+        build.warn(
+            st,
+            f'"websocket" idleintvl ({ws.idleintvl:g}s) is not greater than '
+            f"pingintvl ({ws.pingintvl:g}s): no ping will be sent",
+        )
+    draft.websocket = ws
+
+
+# -- directives nginxws reads but does not act on, or refuses -------------------
+
+
+def ignored(build: Build, st: Statement, draft: Any) -> None:
+    build.warn(st, f'"{st.name}" directive is ignored')
+
+
+def refused(build: Build, st: Statement, draft: Any) -> None:
+    raise st.error(f'"{st.name}" directive is not supported by nginxws')
