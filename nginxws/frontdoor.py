@@ -147,15 +147,18 @@ async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: 
 
 
 async def _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn) -> None:
-    status = err.error_status_hint
-    if status == 431:
-        buffered = h.trailing_data[0]
-        line_end = buffered.find(b"\r\n")
-        request_line = len(buffered) if line_end < 0 else line_end
-        size = settings.large_client_header_buffers[1]
-        status = 414 if request_line > size else 494
+    """Answer a request h11 could not parse, as nginx would, and close."""
+    buffered = h.trailing_data[0]
+    line_end = buffered.find(b"\r\n")
+    request_line = len(buffered) if line_end < 0 else line_end
+    if request_line > settings.large_client_header_buffers[1]:
+        status = 414
+        worker.error_log.info("client sent too long URI", conn=conn)
+    elif err.error_status_hint == 431:
+        status = 494
         worker.error_log.info("client sent too long header line", conn=conn)
     else:
+        status = err.error_status_hint
         worker.error_log.info(f"client sent invalid request: {err}", conn=conn)
     if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         exchange.status = status
@@ -182,6 +185,8 @@ async def _handle_request(worker, h, stream, request: h11.Request, exchange: Exc
     if path is None:
         return await _finish_error(h, stream, exchange, 400, settings, head)
     line_limit = settings.large_client_header_buffers[1]
+    if len(request.method) + len(request.target) + 10 > line_limit:
+        return await _finish_error(h, stream, exchange, 414, settings, head, close=True)
     if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
         return await _finish_error(h, stream, exchange, 494, settings, head, close=True)
 

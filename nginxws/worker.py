@@ -10,9 +10,10 @@ Theory of operation
   location, reports the bound ports with ``nursery.start()``, and only then
   accepts clients, so every welcome message names a listening port of the
   worker that holds that client.
-* Every task has a parent: the accept loops of the ``listen`` sockets live
-  in the ``acceptors`` nursery (cancelled to stop accepting); connection
-  handlers and the push listeners' accept loops live in ``connections``.
+* Every task has a parent: connection handlers and all accept loops live in
+  the ``connections`` nursery; the accept loops of the ``listen`` sockets run
+  under ``accept_scope``, cancelled to stop accepting (QUIT, TERM) while
+  sessions and push listeners go on.
 * Signals: TERM/INT close every session with 1001 and stop within
   ``FAST_SHUTDOWN`` seconds; QUIT stops accepting, lets sessions run (and
   stay pushable) until they end or ``worker_shutdown_timeout`` passes, then
@@ -27,6 +28,7 @@ import os
 import signal
 import socket
 
+import setproctitle
 import trio
 
 from nginxws.conf.model import Config, Location, Server
@@ -82,7 +84,7 @@ class Worker:
         self._push_addresses: dict[int, tuple[PushAddress, ...]] = {}
         self._conn_ids = itertools.count(1)
         self.active = 0
-        self.acceptors: trio.Nursery | None = None
+        self.accept_scope = trio.CancelScope()
         self.draining = False
         self._drained = trio.Event()
 
@@ -124,16 +126,18 @@ class Worker:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = await self._open_push_listeners()
             async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as acceptors:
-                    self.acceptors = acceptors
-                    for server, listener in push_listeners:
-                        connections.start_soon(self._accept_loop, listener, connections, server)
-                    for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, connections, None)
-                    task_status.started(self._push_addresses)
-                    await self._handle_signals(signals)
-                    acceptors.cancel_scope.cancel()
+                for server, listener in push_listeners:
+                    connections.start_soon(self._accept_loop, listener, connections, server)
+                connections.start_soon(self._accept_clients, listeners, connections)
+                task_status.started(self._push_addresses)
+                await self._handle_signals(signals)
                 connections.cancel_scope.cancel()
+
+    async def _accept_clients(self, listeners: list[trio.SocketListener], connections: trio.Nursery) -> None:
+        with self.accept_scope:
+            async with trio.open_nursery() as acceptors:
+                for listener in listeners:
+                    acceptors.start_soon(self._accept_loop, listener, connections, None)
 
     async def _handle_signals(self, signals) -> None:
         async for signum in signals:
@@ -141,6 +145,7 @@ class Worker:
                 self.reopen_logs()
             elif signum == signal.SIGQUIT:
                 self.error_log.notice("gracefully shutting down")
+                setproctitle.setproctitle(f"{setproctitle.getproctitle()} is shutting down")
                 await self._graceful()
                 return
             else:
@@ -149,7 +154,7 @@ class Worker:
                 return
 
     async def _graceful(self) -> None:
-        self.acceptors.cancel_scope.cancel()
+        self.accept_scope.cancel()
         self.draining = True
         if self.sessions:
             timeout = self.config.worker_shutdown_timeout
@@ -158,7 +163,7 @@ class Worker:
         await self._close_sessions(FAST_SHUTDOWN)
 
     async def _close_sessions(self, grace: float) -> None:
-        self.acceptors.cancel_scope.cancel()
+        self.accept_scope.cancel()
         self.draining = True
         for session in list(self.sessions):
             session.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON)

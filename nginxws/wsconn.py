@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import h11
 import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
+from wsproto.frame_protocol import FrameProtocol
 
 from nginxws.conf.model import Location, WebSocket
 from nginxws.registry import Entry
@@ -38,6 +39,11 @@ RECEIVE_BUFFER = 4 * 1024
 MESSAGE_QUEUE = 1
 
 
+CLOSE_FRAME_START = b"\x88"
+PROTOCOL_ERRORS = frozenset({1002, 1007})
+_SERVER_FRAMES = FrameProtocol(client=False, extensions=[])
+
+
 class ClientStream(trio.abc.Stream):
     """The client's TCP stream as trio-websocket sees it.
 
@@ -46,13 +52,15 @@ class ClientStream(trio.abc.Stream):
     session's timers and counts the bytes sent, for the access log.
     """
 
-    __slots__ = ("_stream", "_prefix", "_timers", "bytes_sent")
+    __slots__ = ("_stream", "_prefix", "_timers", "bytes_sent", "close_sent", "ws")
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes, timers: Timers) -> None:
         self._stream = stream
         self._prefix = prefix
         self._timers = timers
         self.bytes_sent = 0
+        self.close_sent = False
+        self.ws = None  # the WebSocketConnection, once the handshake is done
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -64,6 +72,10 @@ class ClientStream(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        # trio-websocket writes each frame with one send_all: a close frame
+        # starts with FIN + opcode 8.
+        if data[:1] == CLOSE_FRAME_START:
+            self.close_sent = True
         await self._stream.send_all(data)
         self.bytes_sent += len(data)
 
@@ -71,6 +83,17 @@ class ClientStream(trio.abc.Stream):
         await self._stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
+        # When wsproto finds a protocol error in the client's frames (1002,
+        # 1007) trio-websocket drops the TCP connection without the close
+        # frame RFC 6455 section 7.1.7 asks for; send it, bounded in time.
+        reason = self.ws.closed if self.ws is not None else None
+        if reason is not None and reason.code in PROTOCOL_ERRORS and not self.close_sent:
+            self.close_sent = True
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                try:
+                    await self._stream.send_all(_SERVER_FRAMES.close(reason.code, reason.reason))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
         await self._stream.aclose()
 
 
@@ -144,7 +167,7 @@ async def run_session(
             receive_buffer_size=RECEIVE_BUFFER,
         )
         ws = await ws_request.accept(extra_headers=[(b"Server", worker.server_header)])
-        session.ws = ws
+        session.ws = client.ws = ws
         status = 101
         worker.add_session(session)
         worker.registry.add(push_id, Entry(location, offer))
@@ -153,7 +176,7 @@ async def run_session(
                 if settings.welcome:
                     await _send(ws, welcome_message(push_id, push_addresses, path), send_timeout)
                 async with trio.open_nursery() as tasks:
-                    tasks.start_soon(_timer_task, ws, timers, session)
+                    tasks.start_soon(_timer_task, ws, timers, session, tasks)
                     tasks.start_soon(_push_task, ws, receive_channel, send_timeout)
                     await _echo_loop(ws, send_timeout)
                     tasks.cancel_scope.cancel()
@@ -163,10 +186,10 @@ async def run_session(
             await client.aclose()
         finally:
             worker.registry.remove(push_id)
-            worker.remove_session(session)
             send_channel.close()
             with trio.CancelScope(shield=True):
                 await _close(ws, session, client)
+            worker.remove_session(session)
             nursery.cancel_scope.cancel()
     return status, client.bytes_sent
 
@@ -200,18 +223,24 @@ async def _push_task(ws, receive_channel, send_timeout: float) -> None:
         return
 
 
-async def _timer_task(ws, timers: Timers, session: Session) -> None:
+async def _timer_task(ws, timers: Timers, session: Session, tasks: trio.Nursery) -> None:
     while True:
         await trio.sleep_until(timers.deadline)
         action = timers.due(trio.current_time())
         if action is Action.PING:
-            try:
-                await ws.ping()
-            except ConnectionClosed:
-                return
+            # trio-websocket's ping() returns only when the pong arrives, and
+            # the idle timer must keep running meanwhile.
+            tasks.start_soon(_ping, ws)
         elif action is Action.CLOSE:
             session.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
             return
+
+
+async def _ping(ws) -> None:
+    try:
+        await ws.ping()
+    except ConnectionClosed:
+        return
 
 
 async def _close(ws, session: Session, client: ClientStream) -> None:

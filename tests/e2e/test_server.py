@@ -1,0 +1,434 @@
+"""The WebSocket server end to end: the real process, real clients.
+
+Clients: the ``websockets`` library (a friendly client that answers PINGs),
+``wsclient.RawClient`` (wsproto, to see PINGs and to misbehave), httpx for
+pushes, and raw sockets for malformed HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from wsclient import RawClient
+
+URL = re.compile(
+    r"http://(?P<id>[A-Za-z0-9_-]{24})@(?P<host>\[[0-9a-f:.]+\]|[0-9.]+):(?P<port>\d+)(?P<path>/\S*)"
+)
+
+
+def push_urls(welcome: str) -> list[re.Match]:
+    urls = [URL.fullmatch(part) for part in welcome.split(",")]
+    assert all(urls), welcome
+    return urls
+
+
+def push(url: str, body: bytes | str = b"", **kwargs) -> httpx.Response:
+    return httpx.post(url, content=body, timeout=5, **kwargs)
+
+
+def receive(ws, timeout: float = 5):
+    return ws.recv(timeout=timeout)
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+@pytest.fixture
+def client(server):
+    with connect(server.url, open_timeout=5, close_timeout=2) as ws:
+        ws.push_url = receive(ws).split(",")[0]
+        yield ws
+
+
+# -- welcome ---------------------------------------------------------------
+
+
+def test_welcome_is_one_push_url_per_advertised_address(server):
+    with connect(server.url, open_timeout=5) as ws:
+        (url,) = push_urls(receive(ws))
+        assert url["host"] == "127.0.0.1"
+        assert int(url["port"]) not in (server.port, 0)
+        assert url["path"] == "/ws"
+
+
+def test_every_connection_gets_a_fresh_id(server):
+    ids = set()
+    for _ in range(20):
+        with connect(server.url, open_timeout=5) as ws:
+            ids.add(push_urls(receive(ws))[0]["id"])
+    assert len(ids) == 20
+
+
+def test_push_host_overrides_the_advertised_addresses(start_server):
+    server = start_server(websocket="push_host=push.example.com,10.1.2.3")
+    with connect(server.url, open_timeout=5) as ws:
+        urls = push_urls(receive(ws).replace("push.example.com", "9.9.9.9"))
+        assert [u["host"] for u in urls] == ["9.9.9.9", "10.1.2.3"]
+
+
+def test_welcome_off_makes_a_pure_echo_endpoint(start_server):
+    server = start_server(websocket="welcome=off")
+    with connect(server.url, open_timeout=5) as ws:
+        ws.send("first")
+        assert receive(ws) == "first"
+
+
+# -- push ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["hello", "héllo wörld", "emoji 😀🎉", "nul\x00inside", "\U0010ffff", "", "x" * (1024 * 1024)],
+    ids=["ascii", "latin", "emoji", "nul", "max-codepoint", "empty", "1MiB"],
+)
+def test_push_text(client, body):
+    response = push(client.push_url, body.encode())
+    assert response.status_code == 204
+    assert receive(client) == body
+
+
+def test_push_binary_by_content_type(client):
+    body = bytes(range(256)) * 4
+    response = push(client.push_url, body, headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 204
+    assert receive(client) == body
+
+
+def test_push_with_query_id(client):
+    url = URL.fullmatch(client.push_url)
+    response = push(f"http://{url['host']}:{url['port']}{url['path']}?id={url['id']}", "q")
+    assert response.status_code == 204
+    assert receive(client) == "q"
+
+
+def test_push_reaches_only_its_client(server):
+    with connect(server.url) as a, connect(server.url) as b:
+        url_a, url_b = receive(a), receive(b)
+        assert push(url_a, "for a").status_code == 204
+        assert push(url_b, "for b").status_code == 204
+        assert receive(a) == "for a"
+        assert receive(b) == "for b"
+        with pytest.raises(TimeoutError):
+            receive(a, timeout=0.3)
+
+
+def test_pipelined_pushes_arrive_in_order(start_server):
+    server = start_server(websocket="push_queue=1000")
+    client = connect(server.url)
+    url = URL.fullmatch(receive(client))
+    count = 500
+    requests = b"".join(
+        b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        % (url["id"].encode(), len(str(i)), str(i).encode())
+        for i in range(count)
+    )
+    with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
+        sock.sendall(requests)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < count:
+            chunk = sock.recv(65536)
+            assert chunk, answers[-200:]
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 204 ") == count
+    assert [receive(client) for _ in range(count)] == [str(i) for i in range(count)]
+    client.close()
+
+
+def test_many_pushes_over_one_keepalive_connection(client):
+    with httpx.Client(timeout=5) as http:
+        for i in range(100):
+            assert http.post(client.push_url, content=str(i)).status_code == 204
+    assert [receive(client) for _ in range(100)] == [str(i) for i in range(100)]
+
+
+def test_push_answers(server, client):
+    url = URL.fullmatch(client.push_url)
+    base = f"http://{url['host']}:{url['port']}"
+    ident = {"auth": (url["id"], "")}
+    with httpx.Client(timeout=5) as http:
+        assert http.post(f"{base}/ws", content="x").status_code == 400  # no ID
+        assert http.post(f"{base}/ws", content=b"\xff\xfe", **ident).status_code == 400  # not UTF-8
+        assert http.post(f"{base}/ws", content="x", auth=("nosuchid", "")).status_code == 404
+        assert http.post(f"{base}/elsewhere", content="x", **ident).status_code == 404
+        too_big = http.post(f"{base}/ws", content=b"x" * (1024 * 1024 + 1), **ident)
+        assert too_big.status_code == 413
+    with httpx.Client(timeout=5) as http:
+        got = http.get(f"{base}/ws", **ident)
+        assert got.status_code == 405
+        assert got.headers["allow"] == "POST, OPTIONS"
+        options = http.options(f"{base}/ws")
+        assert options.status_code == 204
+        assert "POST" in options.headers["allow"]
+        assert http.post(f"{base}/ws", content="still ok", **ident).status_code == 204
+    assert receive(client) == "still ok"
+
+
+def test_push_to_departed_client_is_404(server):
+    with connect(server.url) as ws:
+        url = receive(ws)
+    deadline = time.monotonic() + 5
+    while push(url, "late").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_push_to_client_that_stopped_reading_is_503_and_bounded(start_server):
+    server = start_server(websocket="push_queue=8", http="send_timeout 30s;")
+    raw = RawClient(server.port)
+    url = raw.message()
+    body = b"y" * 65536
+    statuses = []
+    with httpx.Client(timeout=5) as http:
+        for _ in range(400):  # 25 MiB if nothing were bounded
+            statuses.append(http.post(url, content=body).status_code)
+            if statuses[-1] == 503:
+                break
+    assert statuses[-1] == 503, statuses
+    assert set(statuses) <= {204, 503}
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{server.pid}/status").read())[1])
+    assert rss_kib < 200 * 1024
+    with connect(server.url) as other:  # everyone else is still served
+        assert push(receive(other), "fine").status_code == 204
+        assert receive(other) == "fine"
+    raw.close()
+
+
+# -- echo ------------------------------------------------------------------
+
+
+def test_echo_keeps_the_message_type(client):
+    client.send("text")
+    assert receive(client) == "text"
+    client.send(b"\x00\x01binary")
+    assert receive(client) == b"\x00\x01binary"
+
+
+def test_fragmented_message_is_reassembled_and_echoed(client):
+    client.send(iter(["frag", "ment", "ed"]))
+    assert receive(client) == "fragmented"
+
+
+def test_message_over_max_message_size_is_closed_1009(start_server):
+    server = start_server(websocket="max_message_size=1k")
+    with connect(server.url, max_size=None) as ws:
+        receive(ws)
+        ws.send("x" * 1025)
+        with pytest.raises(ConnectionClosed) as closed:
+            receive(ws)
+        assert closed.value.rcvd.code == 1009
+
+
+# -- timers ----------------------------------------------------------------
+
+
+def test_ping_after_pingintvl_and_pong_resets_the_timers(start_server):
+    server = start_server(websocket="pingintvl=200 idleintvl=600")
+    raw = RawClient(server.port, auto_pong=False)
+    raw.message()
+    started = time.monotonic()
+    assert raw.ping(timeout=2) is not None
+    assert 0.15 < time.monotonic() - started < 1.0
+    for _ in range(4):  # answering keeps it open well past idleintvl
+        raw.pong()
+        assert raw.ping(timeout=2) is not None
+    assert raw.closed is None
+    raw.close()
+
+
+def test_client_that_never_answers_is_closed_after_idleintvl(start_server):
+    server = start_server(websocket="pingintvl=200 idleintvl=600")
+    raw = RawClient(server.port, auto_pong=False)
+    raw.message()
+    started = time.monotonic()
+    closed = raw.wait_closed(timeout=3)
+    elapsed = time.monotonic() - started
+    assert closed is not None
+    assert (closed.code, closed.reason) == (1001, "idle timeout")
+    assert 0.5 < elapsed < 1.5
+    raw.close()
+
+
+def test_silent_but_ponging_client_stays_and_is_pushable(start_server):
+    server = start_server(websocket="pingintvl=200 idleintvl=600")
+    with connect(server.url) as ws:  # websockets answers PINGs itself
+        url = receive(ws)
+        with pytest.raises(TimeoutError):
+            receive(ws, timeout=2.0)  # more than three idleintvl of silence
+        assert push(url, "still here").status_code == 204
+        assert receive(ws) == "still here"
+
+
+def test_pushes_do_not_keep_a_dead_client_alive(start_server):
+    server = start_server(websocket="pingintvl=200 idleintvl=600")
+    raw = RawClient(server.port, auto_pong=False)
+    url = raw.message()
+    deadline = time.monotonic() + 3
+    while raw.closed is None and time.monotonic() < deadline:
+        push(url, "keepalive?")
+        raw.message(timeout=0.05)
+    assert raw.closed is not None and raw.closed.code == 1001
+    raw.close()
+
+
+# -- front door ------------------------------------------------------------
+
+
+def test_plain_get_on_websocket_location_is_426(server):
+    response = httpx.get(f"http://127.0.0.1:{server.port}/ws", timeout=5)
+    assert response.status_code == 426
+    assert response.headers["upgrade"] == "websocket"
+    assert response.headers["server"].startswith("nginxws")
+
+
+def test_other_method_on_websocket_location_is_405(server):
+    assert httpx.post(f"http://127.0.0.1:{server.port}/ws", timeout=5).status_code == 405
+
+
+def test_malformed_handshake_is_400(server):
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "short"}
+    assert httpx.get(f"http://127.0.0.1:{server.port}/ws", headers=headers, timeout=5).status_code == 400
+
+
+def test_unknown_location_is_nginx_404_page(server):
+    response = httpx.get(f"http://127.0.0.1:{server.port}/nothing", timeout=5)
+    assert response.status_code == 404
+    assert "<center><h1>404 Not Found</h1></center>" in response.text
+
+
+def test_return_for_health_checks_and_redirects(start_server):
+    server = start_server(locations="""
+        location = /health { return 200 "ok\\n"; }
+        location /old { return 301 /ws; }
+        location /gone { return 410; }
+    """)
+    base = f"http://127.0.0.1:{server.port}"
+    assert httpx.get(f"{base}/health").text == "ok\n"
+    moved = httpx.get(f"{base}/old")
+    assert moved.status_code == 301 and moved.headers["location"].endswith("/ws")
+    assert httpx.get(f"{base}/gone").status_code == 410
+
+
+def test_keepalive_and_pipelining_on_the_front_door(start_server):
+    server = start_server(locations='location = /health { return 200 "ok"; }')
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n" * 3)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 3:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+
+
+# -- hostile input -----------------------------------------------------------
+
+
+def assert_still_serving(server):
+    with connect(server.url, open_timeout=5) as ws:
+        url = receive(ws)
+        assert push(url, "alive").status_code == 204
+        assert receive(ws) == "alive"
+
+
+def test_garbage_bytes_get_400(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert_still_serving(server)
+
+
+def test_request_that_never_finishes_gets_408(start_server):
+    server = start_server(http="client_header_timeout 1s;")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\n")
+        started = time.monotonic()
+        assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
+        assert 0.8 < time.monotonic() - started < 3
+    assert_still_serving(server)
+
+
+def test_huge_headers_get_400_and_long_uri_414(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        answer = sock.recv(1000)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"Request Header Or Cookie Too Large" in answer
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 414 ")
+    assert_still_serving(server)
+
+
+def test_unmasked_client_frame_is_closed_1002(server):
+    raw = RawClient(server.port)
+    raw.message()
+    raw.send_raw(b"\x81\x02hi")  # FIN+text, no mask bit
+    closed = raw.wait_closed()
+    assert closed is not None and closed.code == 1002
+    raw.close()
+    assert_still_serving(server)
+
+
+def test_invalid_utf8_text_frame_is_closed_1007(server):
+    raw = RawClient(server.port)
+    raw.message()
+    mask = b"\x00\x00\x00\x00"
+    raw.send_raw(b"\x81\x82" + mask + b"\xff\xfe")
+    closed = raw.wait_closed()
+    assert closed is not None and closed.code == 1007
+    raw.close()
+    assert_still_serving(server)
+
+
+def test_oversized_frame_is_closed_1009(start_server):
+    server = start_server(websocket="max_message_size=64k")
+    raw = RawClient(server.port)
+    raw.message()
+    raw.send_raw(b"\x82\xff" + (1 << 40).to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"x" * 70000)
+    closed = raw.wait_closed()
+    assert closed is not None and closed.code == 1009
+    raw.close()
+    assert_still_serving(server)
+
+
+# -- logs and shutdown -------------------------------------------------------
+
+
+def test_access_log_has_handshake_101_and_push_204_in_combined_format(server):
+    with connect(server.url, user_agent_header="e2e-agent") as ws:
+        assert push(receive(ws), "x").status_code == 204
+        receive(ws)
+    log = server.prefix / "access.log"
+    server.wait_log(r'"GET /ws HTTP/1.1" 101 \d+ "-" "e2e-agent"$', path=log)
+    server.wait_log(r'^127\.0\.0\.1 - [A-Za-z0-9_-]{24} \[[^\]]+\] "POST /ws HTTP/1.1" 204 0 "-" "python-httpx/', path=log)
+
+
+def test_error_log_lines_have_nginx_shape(server):
+    assert_still_serving(server)
+    server.stop(signal.SIGTERM)
+    assert re.search(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[notice\] \d+#0: ", (server.prefix / "error.log").read_text(), re.M)
+
+
+def test_term_closes_every_session_with_1001(server):
+    clients = [connect(server.url) for _ in range(3)]
+    for ws in clients:
+        receive(ws)
+    started = time.monotonic()
+    server.stop(signal.SIGTERM)
+    assert time.monotonic() - started < 3
+    for ws in clients:
+        with pytest.raises(ConnectionClosed) as closed:
+            receive(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        ws.close()
+    assert server.proc.returncode == 0
+    assert not (server.prefix / "nginxws.pid").exists()
