@@ -27,6 +27,7 @@ import itertools
 import os
 import signal
 import socket
+import traceback
 
 import setproctitle
 import trio
@@ -206,6 +207,14 @@ class Worker:
                 await handle_client(self, stream, local, remote, conn)
             else:
                 await handle_pusher(self, stream, server, remote, local, conn)
+        except Exception as err:
+            # One connection's failure must never take the worker and every
+            # other client down with it: log it, drop that connection.
+            self.error_log.alert(
+                "unexpected error, closing connection: "
+                + " | ".join(traceback.format_exception_only(err)).strip(), conn=conn
+            )
+            await trio.aclose_forcefully(stream)
         finally:
             self.active -= 1
 

@@ -37,6 +37,8 @@ RECEIVE_BUFFER = 4 * 1024
 # reads the next only after it has sent the last (back-pressure to a client
 # that does not read its echoes).
 MESSAGE_QUEUE = 1
+# nginx's status for a client that went away before the answer was complete.
+CLIENT_CLOSED_REQUEST = 499
 
 
 CLOSE_FRAME_START = b"\x88"
@@ -117,6 +119,7 @@ class Session:
     ws: object = None
     close_code: int | None = None
     close_reason: str | None = None
+    timed_out: bool = False  # a send took over send_timeout: drop, no close handshake
 
     def close(self, code: int, reason: str) -> None:
         """Ask the session to close with ``code`` (from any task)."""
@@ -157,68 +160,68 @@ async def run_session(
             return False
         return True
 
-    status = 400
     async with trio.open_nursery() as nursery:
-        ws_request = await wrap_server_stream(
-            nursery,
-            client,
-            message_queue_size=MESSAGE_QUEUE,
-            max_message_size=settings.max_message_size,
-            receive_buffer_size=RECEIVE_BUFFER,
-        )
-        ws = await ws_request.accept(extra_headers=[(b"Server", worker.server_header)])
+        try:
+            ws_request = await wrap_server_stream(
+                nursery,
+                client,
+                message_queue_size=MESSAGE_QUEUE,
+                max_message_size=settings.max_message_size,
+                receive_buffer_size=RECEIVE_BUFFER,
+            )
+            ws = await ws_request.accept(extra_headers=[(b"Server", worker.server_header)])
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            nursery.cancel_scope.cancel()
+            return CLIENT_CLOSED_REQUEST, client.bytes_sent
         session.ws = client.ws = ws
-        status = 101
         worker.add_session(session)
         worker.registry.add(push_id, Entry(location, offer))
         try:
             with session.cancel_scope:
                 if settings.welcome:
-                    await _send(ws, welcome_message(push_id, push_addresses, path), send_timeout)
+                    await _send(ws, session, welcome_message(push_id, push_addresses, path), send_timeout)
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(_timer_task, ws, timers, session, tasks)
-                    tasks.start_soon(_push_task, ws, receive_channel, send_timeout)
-                    await _echo_loop(ws, send_timeout)
+                    tasks.start_soon(_push_task, ws, session, receive_channel, send_timeout)
+                    await _echo_loop(ws, session, send_timeout)
                     tasks.cancel_scope.cancel()
-        except _SendTimeout:
-            worker.error_log.info("client timed out while sending to client", conn=conn)
-            session.close_code = None
-            await client.aclose()
         finally:
             worker.registry.remove(push_id)
             send_channel.close()
             with trio.CancelScope(shield=True):
-                await _close(ws, session, client)
+                if session.timed_out:
+                    worker.error_log.info("client timed out while sending to client", conn=conn)
+                    await trio.aclose_forcefully(client)
+                else:
+                    await _close(ws, session, client)
             worker.remove_session(session)
             nursery.cancel_scope.cancel()
-    return status, client.bytes_sent
+    return 101, client.bytes_sent
 
 
-class _SendTimeout(Exception):
-    pass
-
-
-async def _send(ws, message: str | bytes, timeout: float) -> None:
+async def _send(ws, session: Session, message: str | bytes, timeout: float) -> None:
+    """Send one message; a client that takes over ``send_timeout`` is dropped."""
     with trio.move_on_after(timeout):
         await ws.send_message(message)
         return
-    raise _SendTimeout
+    session.timed_out = True
+    session.cancel_scope.cancel()
 
 
-async def _echo_loop(ws, send_timeout: float) -> None:
+async def _echo_loop(ws, session: Session, send_timeout: float) -> None:
     """Echo every client message back with its type; return when it closes."""
     try:
         while True:
             message = await ws.get_message()
-            await _send(ws, message, send_timeout)
+            await _send(ws, session, message, send_timeout)
     except ConnectionClosed:
         return
 
 
-async def _push_task(ws, receive_channel, send_timeout: float) -> None:
+async def _push_task(ws, session: Session, receive_channel, send_timeout: float) -> None:
     try:
         async for message in receive_channel:
-            await _send(ws, message, send_timeout)
+            await _send(ws, session, message, send_timeout)
     except ConnectionClosed:
         return
 

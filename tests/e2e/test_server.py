@@ -202,6 +202,26 @@ def test_push_to_client_that_stopped_reading_is_503_and_bounded(start_server):
     raw.close()
 
 
+def test_client_that_does_not_read_for_send_timeout_is_dropped(start_server):
+    server = start_server(websocket="push_queue=4", http="send_timeout 1s;")
+    raw = RawClient(server.port)
+    url = raw.message()
+    body = b"z" * 262144
+    statuses = []
+    deadline = time.monotonic() + 20
+    with httpx.Client(timeout=5) as http:
+        while time.monotonic() < deadline:
+            statuses.append(http.post(url, content=body).status_code)
+            if statuses[-1] == 404:
+                break
+            if statuses[-1] == 503:
+                time.sleep(0.1)
+    assert statuses[-1] == 404, statuses[-5:]  # dropped: its ID is gone
+    assert 503 in statuses
+    assert_still_serving(server)
+    raw.close()
+
+
 # -- echo ------------------------------------------------------------------
 
 
