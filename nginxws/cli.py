@@ -23,6 +23,7 @@ from nginxws import NAME, __version__, conf
 from nginxws.conf.model import AccessLog, Config, Location
 from nginxws.log import AccessLogger, ErrorLogger, LogFormatError, LogOpenError, os_error_text
 from nginxws.pidfile import PidFileError, read_pid
+from nginxws.routing import Router
 
 DEFAULT_CONF = "conf/nginx.conf"
 
@@ -171,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix, conf_file = resolve_paths(opts)
     try:
         config = conf.load(conf_file, prefix=prefix, directives=opts.directives)
+        # Building the router checks what only routing sees (conflicting
+        # server names), as nginx does while it reads the configuration.
+        warnings = config.warnings + (Router(config.http).warnings if config.http else ())
     except conf.ConfigError as err:
         _say(str(err))
         if opts.test:
@@ -178,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     if not (opts.test and opts.quiet):
-        for warning in config.warnings:
+        for warning in warnings:
             _say(warning)
 
     if opts.test:

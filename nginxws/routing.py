@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from nginxws.conf.errors import ConfigError
+from nginxws.conf.values import compile_regex
 from nginxws.conf.model import Http, Listen, Location, Server, Where
 
 # How many distinct location sequences ``match_location`` keeps compiled.  A
@@ -78,34 +79,6 @@ _GroupKey = tuple[str, str] | tuple[_IPAddress, int]
 
 # ---------------------------------------------------------------------------
 # Regular expressions
-
-# Tokens of a PCRE pattern that matter for the translation: escapes and
-# character classes are skipped whole so that "(?<" inside them stays literal.
-_PCRE_TOKENS = re.compile(
-    r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\(\?<(?=[A-Za-z_])|\(\?'(\w+)'", re.DOTALL
-)
-
-
-def _translate_token(m: re.Match[str]) -> str:
-    token = m.group(0)
-    if token.startswith("(?<"):
-        return "(?P<"
-    if m.group(1) is not None:
-        return f"(?P<{m.group(1)}>"
-    return token
-
-
-def compile_regex(pattern: str, *, caseless: bool = False) -> re.Pattern[str]:
-    """Compile an nginx (PCRE) regular expression with Python's :mod:`re`.
-
-    PCRE's named groups ``(?<name>...)`` and ``(?'name'...)`` become Python's
-    ``(?P<name>...)``; matching is ASCII-only, as PCRE's is without UTF mode.
-    Raises :class:`re.error` for a pattern Python cannot compile, so the
-    configuration loader can report it at the directive.
-    """
-    flags = re.ASCII | (re.IGNORECASE if caseless else 0)
-    return re.compile(_PCRE_TOKENS.sub(_translate_token, pattern), flags)
-
 
 def _compile_or_emerg(
     pattern: str, caseless: bool, where: Where | None

@@ -84,19 +84,32 @@ def parse_flag(text: str) -> bool | None:
     return {"on": True, "off": False}.get(text.lower())
 
 
-_PCRE_NAMED_GROUP = re.compile(r"\(\?(?:<(?![=!])([A-Za-z_]\w*)>|'([A-Za-z_]\w*)')")
+# Tokens of a PCRE pattern that matter for the translation: escapes and
+# character classes are skipped whole so that "(?<" inside them stays literal.
+_PCRE_TOKENS = re.compile(
+    r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\(\?<(?=[A-Za-z_])|\(\?'(\w+)'", re.DOTALL
+)
+
+
+def _translate_token(m: re.Match[str]) -> str:
+    token = m.group(0)
+    if token.startswith("(?<"):
+        return "(?P<"
+    if m.group(1) is not None:
+        return f"(?P<{m.group(1)}>"
+    return token
 
 
 def compile_regex(pattern: str, *, caseless: bool = False) -> re.Pattern[str]:
-    """Compile an nginx (PCRE) regex with Python's ``re``.
+    """Compile an nginx (PCRE) regular expression with Python's :mod:`re`.
 
-    PCRE's named groups ``(?<name>...)`` and ``(?'name'...)`` are accepted
-    and mean Python's ``(?P<name>...)``.  Raises ``re.error``.  The routing
-    code must compile location and server_name regexes with this function,
-    so that what the configuration accepted is what the router matches.
+    PCRE's named groups ``(?<name>...)`` and ``(?'name'...)`` become Python's
+    ``(?P<name>...)``; matching is ASCII-only, as PCRE's is without UTF mode.
+    Raises :class:`re.error` for a pattern Python cannot compile, so the
+    configuration loader can report it at the directive.
     """
-    translated = _PCRE_NAMED_GROUP.sub(lambda m: f"(?P<{m[1] or m[2]}>", pattern)
-    return re.compile(translated, re.IGNORECASE if caseless else 0)
+    flags = re.ASCII | (re.IGNORECASE if caseless else 0)
+    return re.compile(_PCRE_TOKENS.sub(_translate_token, pattern), flags)
 
 
 def regex_error(pattern: str, *, caseless: bool = False) -> str | None:

@@ -181,6 +181,21 @@ def test_t_reports_syntax_ok_and_success(nginxws_bin: str, conf: Path) -> None:
     )
 
 
+def test_t_warns_about_a_conflicting_server_name(nginxws_bin: str, tmp_path: Path, free_port) -> None:
+    port = free_port()
+    conf = tmp_path / "dup.conf"
+    conf.write_text(
+        "events {}\nerror_log stderr;\npid nginxws.pid;\nhttp {\n    access_log off;\n"
+        f"    server {{ listen 127.0.0.1:{port}; server_name a.test; }}\n"
+        f"    server {{ listen 127.0.0.1:{port}; server_name a.test; }}\n}}\n"
+    )
+    result = nginxws(nginxws_bin, "-t", "-c", str(conf), cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stderr.splitlines()[0] == (
+        f'nginxws: [warn] conflicting server name "a.test" on 127.0.0.1:{port}, ignored'
+    )
+
+
 def test_t_reports_the_error_then_test_failed(nginxws_bin: str, tmp_path: Path) -> None:
     conf = tmp_path / "broken.conf"
     conf.write_text("events {\n}\nfoo;\n")
