@@ -75,6 +75,36 @@ def test_push_host_overrides_the_advertised_addresses(start_server):
         assert [u["host"] for u in urls] == ["9.9.9.9", "10.1.2.3"]
 
 
+def test_push_listen_fixes_the_push_port(start_server, free_port):
+    port = free_port()
+    server = start_server(websocket=f"push_listen=127.0.0.1:{port}")
+    with connect(server.url, open_timeout=5) as ws:
+        (url,) = push_urls(receive(ws))
+        assert (url["host"], int(url["port"])) == ("127.0.0.1", port)
+        assert push(url.group(0), "fixed").status_code == 204
+        assert receive(ws) == "fixed"
+
+
+def test_ipv6_listen_advertises_a_bracketed_address(run_nginxws, free_port, tmp_path):
+    port = free_port()
+    run_nginxws(f"""
+        daemon off; master_process off; error_log stderr info; pid {tmp_path}/v6.pid;
+        events {{ }}
+        http {{
+            access_log off;
+            server {{
+                listen [::1]:{port};
+                location /ws {{ websocket; }}
+            }}
+        }}
+    """)
+    with connect(f"ws://[::1]:{port}/ws", open_timeout=5) as ws:
+        (url,) = push_urls(receive(ws))
+        assert url["host"] == "[::1]"
+        assert push(url.group(0), "six").status_code == 204
+        assert receive(ws) == "six"
+
+
 def test_welcome_off_makes_a_pure_echo_endpoint(start_server):
     server = start_server(websocket="welcome=off")
     with connect(server.url, open_timeout=5) as ws:
@@ -336,6 +366,59 @@ def test_return_for_health_checks_and_redirects(start_server):
     moved = httpx.get(f"{base}/old")
     assert moved.status_code == 301 and moved.headers["location"].endswith("/ws")
     assert httpx.get(f"{base}/gone").status_code == 410
+
+
+NGINX_DOCS_LOCATIONS = """
+    location = / { return 200 "A"; }
+    location / { return 200 "B"; }
+    location /documents/ { return 200 "C"; }
+    location ^~ /images/ { return 200 "D"; }
+    location ~* \\.(gif|jpg|jpeg)$ { return 200 "E"; }
+"""
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [("/", "A"), ("/index.html", "B"), ("/documents/document.html", "C"),
+     ("/images/1.gif", "D"), ("/documents/1.jpg", "E")],
+)
+def test_location_precedence_of_nginx_documentation(start_server, path, expected):
+    # The example of nginx.org/en/docs/http/ngx_http_core_module.html#location
+    # (the "/" location is replaced by the websocket one of the fixture: "/ws").
+    server = start_server(locations=NGINX_DOCS_LOCATIONS)
+    assert httpx.get(f"http://127.0.0.1:{server.port}{path}", timeout=5).text == expected
+
+
+def test_server_name_precedence(run_nginxws, free_port, tmp_path):
+    port = free_port()
+    run_nginxws(rf"""
+        daemon off; master_process off; error_log stderr info; pid {tmp_path}/names.pid;
+        events {{ }}
+        http {{
+            access_log off;
+            server {{
+                listen 127.0.0.1:{port};
+                server_name _; return 200 "first";
+            }}
+            server {{ listen 127.0.0.1:{port} default_server; return 200 "default"; }}
+            server {{ listen 127.0.0.1:{port}; server_name www.example.org; return 200 "exact"; }}
+            server {{ listen 127.0.0.1:{port}; server_name *.example.org; return 200 "leading"; }}
+            server {{ listen 127.0.0.1:{port}; server_name mail.*; return 200 "trailing"; }}
+            server {{ listen 127.0.0.1:{port}; server_name ~^(?<user>.+)\.example\.net$; return 200 "regex"; }}
+        }}
+    """)
+    cases = {"www.example.org": "exact", "a.example.org": "leading", "mail.example.com": "trailing",
+             "joe.example.net": "regex", "other.test": "default", "WWW.Example.ORG.": "exact"}
+    for host, expected in cases.items():
+        response = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=5)
+        assert response.text == expected, host
+
+
+def test_body_over_client_max_body_size_is_413(start_server):
+    server = start_server(http="client_max_body_size 1k;", locations='location = /health { return 200 "ok"; }')
+    response = httpx.post(f"http://127.0.0.1:{server.port}/health", content=b"x" * 2048, timeout=5)
+    assert response.status_code == 413
+    assert httpx.post(f"http://127.0.0.1:{server.port}/health", content=b"x" * 10, timeout=5).text == "ok"
 
 
 def test_keepalive_and_pipelining_on_the_front_door(start_server):
