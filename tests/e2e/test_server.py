@@ -7,6 +7,7 @@ pushes, and raw sockets for malformed HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -153,24 +154,23 @@ def test_push_reaches_only_its_client(server):
 
 def test_pipelined_pushes_arrive_in_order(start_server):
     server = start_server(websocket="push_queue=1000")
-    client = connect(server.url)
-    url = URL.fullmatch(receive(client))
     count = 500
-    requests = b"".join(
-        b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-        % (url["id"].encode(), len(str(i)), str(i).encode())
-        for i in range(count)
-    )
-    with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
-        sock.sendall(requests)
-        answers = b""
-        while answers.count(b"HTTP/1.1 ") < count:
-            chunk = sock.recv(65536)
-            assert chunk, answers[-200:]
-            answers += chunk
-    assert answers.count(b"HTTP/1.1 204 ") == count
-    assert [receive(client) for _ in range(count)] == [str(i) for i in range(count)]
-    client.close()
+    with connect(server.url) as client:
+        url = URL.fullmatch(receive(client))
+        requests = b"".join(
+            b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (url["id"].encode(), len(str(i)), str(i).encode())
+            for i in range(count)
+        )
+        with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
+            sock.sendall(requests)
+            answers = b""
+            while answers.count(b"HTTP/1.1 ") < count:
+                chunk = sock.recv(65536)
+                assert chunk, answers[-200:]
+                answers += chunk
+        assert answers.count(b"HTTP/1.1 204 ") == count
+        assert [receive(client) for _ in range(count)] == [str(i) for i in range(count)]
 
 
 def test_many_pushes_over_one_keepalive_connection(client):
@@ -522,7 +522,8 @@ def test_error_log_lines_have_nginx_shape(server):
 
 
 def test_term_closes_every_session_with_1001(server):
-    clients = [connect(server.url) for _ in range(3)]
+    stack = contextlib.ExitStack()
+    clients = [stack.enter_context(connect(server.url)) for _ in range(3)]
     for ws in clients:
         receive(ws)
     started = time.monotonic()
@@ -532,6 +533,6 @@ def test_term_closes_every_session_with_1001(server):
         with pytest.raises(ConnectionClosed) as closed:
             receive(ws)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-        ws.close()
+    stack.close()
     assert server.proc.returncode == 0
     assert not (server.prefix / "nginxws.pid").exists()
