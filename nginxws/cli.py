@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(config, opts)
     if opts.signal is not None:
         return _send_signal(config, opts.signal)
-    return _run(config)
+    return _run(config, opts.directives)
 
 
 def _say(message: str) -> None:
@@ -240,7 +240,7 @@ def _send_signal(config: Config, name: str) -> int:
     return 0
 
 
-def _run(config: Config) -> int:
+def _run(config: Config, directives: str | None) -> int:
     try:
         error_log = _open_logs(config)
     except (LogOpenError, LogFormatError) as err:
@@ -248,7 +248,8 @@ def _run(config: Config) -> int:
         return 1
     from nginxws import master  # the serving machinery is only loaded to serve
 
-    return master.run(config, error_log=error_log)
+    # The master re-reads the configuration on reload with the same -g.
+    return master.run(config, error_log=error_log, directives=directives)
 
 
 def _open_logs(config: Config) -> ErrorLogger:

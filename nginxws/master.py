@@ -1,51 +1,496 @@
 """Running the configuration: the process that owns sockets, pid file and exit code.
 
-With ``master_process off`` this process opens the listen sockets, writes
-the pid file and runs one worker in itself, in the foreground, as nginx
-does.  The supervising master of ``master_process on`` (many workers,
-reload, crash recovery) is issue 4; until it lands, ``master_process on``
-runs the same single worker and says so in the error log.
+Theory of operation
+-------------------
+* ``master_process on`` (the default): the master opens every ``listen``
+  socket once, writes the pid file and starts ``worker_processes`` workers
+  as child processes (``python -m nginxws.workerproc``), each handed the open
+  sockets.  The master never accepts a client or a push: clients and pushers
+  talk to workers only, and each worker owns its own push ports.
+* Each worker has a *slot*, a small number; a fixed ``push_listen`` port P
+  gives the worker in slot *s* the port P + *s*.  A new worker takes the
+  lowest slot no live worker holds, so a draining generation keeps its
+  ports while the next one starts.
+* A worker that exits without being told to is logged as nginx logs it and
+  restarted in its slot with its configuration.  A worker that cannot start
+  (exit status 2, or no ``ready`` within ``WORKER_START_TIMEOUT``) is never
+  restarted, so a broken worker does not loop; if that happens at start,
+  the master stops and exits 1.
+* Reload (HUP) is a new *generation*: the configuration is loaded again
+  with the same path, prefix and ``-g`` directives; if it is invalid, or a
+  new listen address cannot be bound, or a new worker cannot start, the
+  running generation is left untouched.  Otherwise every new worker reports
+  ready first, and only then does the old generation get QUIT: it stops
+  accepting and drains, its clients still connected and pushable.
+* Listen sockets are kept by their listen key across reloads, and closed
+  when no live worker's configuration names them.
+* Every child is waited for (no zombies) and the master holds only the
+  descriptors it needs: listen sockets, its logs, one channel per worker
+  while it starts.
+* ``master_process off``: the same process opens the sockets and runs one
+  worker in itself; HUP is logged and ignored, since reloading needs a
+  master.
+* ``daemon on``: the process forks into the background once the sockets
+  are open (errors until then reach the terminal), the daemon writes the pid
+  file and detaches its stdio, and the command returns 0 only when the
+  daemon reports that its workers serve (1 otherwise).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
 
 import setproctitle
 import trio
 
+import nginxws
+from nginxws import conf
 from nginxws.conf.model import Config
-from nginxws.log import ErrorLogger
-from nginxws.pidfile import remove_pid, write_pid
-from nginxws.sockets import BindError, open_listen_sockets
-from nginxws.worker import PushBindError, Worker
+from nginxws.log import ErrorLogger, LogOpenError
+from nginxws.pidfile import PidFileError, remove_pid, write_pid
+from nginxws.sockets import BindError, distinct_listens, open_listen
+from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
+from nginxws.workerproc import FATAL_EXIT, READY, Order
+
+MASTER_TITLE = "nginxws: master process"
+SINGLE_TITLE = "nginxws: single worker process"
+WORKER_START_TIMEOUT = 10.0  # seconds a new worker has to report ready
+TERMINATE_TIMEOUT = FAST_SHUTDOWN + 2.0  # seconds after TERM before the master sends KILL
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)
+ACTIONS = {
+    signal.SIGTERM: "exiting",
+    signal.SIGINT: "exiting",
+    signal.SIGQUIT: "shutting down",
+    signal.SIGHUP: "reconfiguring",
+    signal.SIGUSR1: "reopening logs",
+}
+WORKER_COMMAND = (sys.executable, "-P", "-m", "nginxws.workerproc")
+# The worker imports the very nginxws this master runs, wherever it lives.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nginxws.__file__)))
+
+Listening = dict[tuple, list[socket.socket]]
 
 
-def run(config: Config, *, error_log: ErrorLogger) -> int:
-    """Serve ``config`` until a shutdown signal; return the exit status."""
-    log = ErrorLogger(config.error_logs, pid=os.getpid())
+def run(config: Config, *, error_log: ErrorLogger, directives: str | None = None) -> int:
+    """Serve ``config`` until a shutdown signal; return the exit status.
+
+    ``directives`` are the ``-g`` directives, loaded again on reload along
+    with ``config.path`` and ``config.prefix``.
+    """
     try:
-        sockets = open_listen_sockets(config)
+        listening = open_listening(config, {})
     except BindError as err:
         error_log.emerg(str(err))
         return 1
     try:
-        write_pid(config.pid, os.getpid())
-    except OSError as err:
-        error_log.emerg(f'open() "{config.pid}" failed ({err.errno}: {err.strerror})')
-        return 1
-    if config.master_process:
-        log.notice("master_process on is served by a single process for now")
-    setproctitle.setproctitle("nginxws: single worker process")
-    try:
-        worker = Worker(config, 0, log)
-        trio.run(worker.run, sockets)
-    except PushBindError as err:
-        log.emerg(str(err))
-        return 1
+        ready_fd = None
+        if config.daemon:
+            status, ready_fd = _daemonize()
+            if status is not None:
+                return status
+        try:
+            write_pid(config.pid, os.getpid())
+        except PidFileError as err:
+            error_log.log(err.level, err.message)
+            return 1
+        try:
+            if config.daemon:
+                _detach_stdio()
+            report = _Report(ready_fd)
+            if config.master_process:
+                setproctitle.setproctitle(f"{MASTER_TITLE} {' '.join(sys.argv)}")
+                master = Master(config, listening, error_log, directives, report)
+                status = trio.run(master.serve)
+                error_log = master.error_log
+                return status
+            setproctitle.setproctitle(SINGLE_TITLE)
+            return trio.run(_serve_single, config, listening, error_log, report)
+        finally:
+            _remove_pid(config.pid, error_log)
+            error_log.notice("exit")
     finally:
-        for sock in sockets:
-            sock.close()
-        remove_pid(config.pid)
-        log.close()
+        for sockets in listening.values():
+            for sock in sockets:
+                sock.close()
+
+
+def open_listening(config: Config, listening: Listening) -> Listening:
+    """The listen sockets of ``config``: those already in ``listening`` kept, the rest opened.
+
+    Raises BindError after closing whatever it opened.
+    """
+    result: Listening = {}
+    try:
+        for listen in distinct_listens(config):
+            result[listen.key] = listening.get(listen.key) or open_listen(listen)
+    except BindError:
+        for key, sockets in result.items():
+            if key not in listening:
+                for sock in sockets:
+                    sock.close()
+        raise
+    return result
+
+
+# -- daemon on ---------------------------------------------------------------
+
+
+@dataclass
+class _Report:
+    """The daemon's word to the command that started it: ready, or nothing (failed)."""
+
+    fd: int | None
+
+    def ready(self) -> None:
+        if self.fd is not None:
+            os.write(self.fd, b"ready")
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _daemonize() -> tuple[int | None, int | None]:
+    """Fork into the background (fork, setsid, fork).
+
+    Returns ``(status, None)`` in the starting process, once the daemon has
+    reported: 0 if it serves, 1 if it failed; ``(None, fd)`` in the daemon,
+    with ``fd`` the pipe on which it reports.
+    """
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle:
+        os.close(write_end)
+        os.waitpid(middle, 0)
+        with os.fdopen(read_end, "rb") as pipe:
+            return (0 if pipe.read() == b"ready" else 1), None
+    os.close(read_end)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    return None, write_end
+
+
+def _detach_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _remove_pid(path: str, error_log: ErrorLogger) -> None:
+    try:
+        remove_pid(path)
+    except PidFileError as err:
+        error_log.log(err.level, err.message)
+
+
+# -- master_process off -------------------------------------------------------
+
+
+async def _serve_single(config: Config, listening: Listening, error_log: ErrorLogger, report: _Report) -> int:
+    """One worker in this process; HUP is logged and ignored."""
+    sockets = [sock for sockets in listening.values() for sock in sockets]
+    worker = Worker(config, 0, error_log)
+    with trio.open_signal_receiver(signal.SIGHUP) as hangups:
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
+            except PushBindError as err:
+                error_log.emerg(str(err))
+                report.close()
+                return 1
+            report.ready()
+            nursery.start_soon(_ignore_reload, hangups, error_log)
     return 0
+
+
+async def _run_worker(
+    worker: Worker, sockets: list[socket.socket], done: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run ``worker`` to its end, then cancel ``done`` (what ran beside it)."""
+    await worker.run(sockets, task_status=task_status)
+    done.cancel()
+
+
+async def _ignore_reload(hangups, error_log: ErrorLogger) -> None:
+    async for signum in hangups:
+        error_log.notice(f"signal {signum} ({signal.Signals(signum).name}) received, ignoring")
+        error_log.notice('reconfiguring needs "master_process on"')
+
+
+# -- master_process on ---------------------------------------------------------
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """One worker child as the master sees it."""
+
+    process: trio.Process
+    slot: int
+    config: Config
+    channel: trio.SocketStream
+    ready: bool = False
+    stopping: bool = False  # told to stop: never restarted
+    push: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+
+
+class Master:
+    """The supervising process: workers, signals, reload; ``serve`` runs it."""
+
+    def __init__(
+        self,
+        config: Config,
+        listening: Listening,
+        error_log: ErrorLogger,
+        directives: str | None,
+        report: _Report,
+    ) -> None:
+        self.config = config
+        self.listening = listening
+        self.error_log = error_log
+        self.directives = directives
+        self.report = report
+        self.workers: dict[int, WorkerProcess] = {}
+        self.exiting = False
+        self.terminating = False
+        self._nursery: trio.Nursery | None = None
+        self._done: trio.Event | None = None
+
+    async def serve(self) -> int:
+        """Start the workers and supervise them until shutdown; the exit status."""
+        self._done = trio.Event()
+        started = False
+        with trio.open_signal_receiver(*MASTER_SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    self.error_log.notice(f"{nginxws.NAME}/{nginxws.__version__}")
+                    self.error_log.notice("start worker processes")
+                    started = await self._start_generation(self.config)
+                    if started:
+                        self.report.ready()
+                        nursery.start_soon(self._handle_signals, signals)
+                    else:
+                        self._shutdown(signal.SIGTERM)
+                    await self._done.wait()
+                    nursery.cancel_scope.cancel()
+                finally:
+                    self.report.close()
+                    with trio.CancelScope(shield=True):
+                        await self._reap_all()
+                    self.exiting = True
+                    self._close_unused_listening()
+        return 0 if started else 1
+
+    # -- signals -------------------------------------------------------------
+
+    async def _handle_signals(self, signals) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            self.error_log.notice(f"signal {signum} ({name}) received, {ACTIONS[signum]}")
+            if signum == signal.SIGHUP:
+                if not self.exiting:
+                    await self._reload()
+            elif signum == signal.SIGUSR1:
+                self._reopen_logs()
+            else:
+                self._shutdown(signum)
+
+    def _shutdown(self, signum: int) -> None:
+        """QUIT: workers drain, then the master exits; TERM/INT: fast, KILL after a bound."""
+        graceful = signum == signal.SIGQUIT
+        if self.terminating or (self.exiting and graceful):
+            return
+        self.exiting = True
+        self.terminating = not graceful
+        for worker in self.workers.values():
+            worker.stopping = True
+            worker.signal(signal.SIGQUIT if graceful else signal.SIGTERM)
+        self._close_unused_listening()
+        if not graceful:
+            self._nursery.start_soon(self._kill_after, TERMINATE_TIMEOUT)
+        self._check_done()
+
+    async def _kill_after(self, delay: float) -> None:
+        await trio.sleep(delay)
+        for worker in list(self.workers.values()):
+            worker.signal(signal.SIGKILL)
+
+    def _reopen_logs(self) -> None:
+        self.error_log.notice("reopening logs")
+        for message in self.error_log.reopen():
+            self.error_log.emerg(message)
+        for worker in self.workers.values():
+            worker.signal(signal.SIGUSR1)
+
+    # -- reload ----------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        """HUP: a new generation on the reloaded configuration, or nothing changes."""
+        self.error_log.notice("reconfiguring")
+        try:
+            config = conf.load(self.config.path, prefix=self.config.prefix, directives=self.directives)
+            error_log = ErrorLogger(config.error_logs)
+        except conf.ConfigError as err:
+            self.error_log.log(err.level, _without_level(str(err)))
+            return
+        except LogOpenError as err:
+            self.error_log.emerg(str(err))
+            return
+        for warning in config.warnings:
+            self.error_log.warn(_without_level(warning))
+        try:
+            self.listening = open_listening(config, self.listening) | self.listening
+        except BindError as err:
+            self.error_log.emerg(str(err))
+            error_log.close()
+            return
+        old = [worker for worker in self.workers.values() if not worker.stopping]
+        self.error_log.notice("start worker processes")
+        if not await self._start_generation(config):
+            self.error_log.alert("new worker processes could not start, the old ones keep running")
+            error_log.close()
+            self._close_unused_listening()
+            return
+        self.config = config
+        self.error_log.close()
+        self.error_log = error_log
+        for worker in old:
+            worker.stopping = True
+            worker.signal(signal.SIGQUIT)
+
+    # -- workers -------------------------------------------------------------
+
+    async def _start_generation(self, config: Config) -> bool:
+        """Start ``worker_processes`` workers on ``config``; True once every one is ready.
+
+        If any cannot start, the others of this generation are stopped.
+        """
+        taken = {worker.slot for worker in self.workers.values()}
+        slots = [slot for slot in range(len(taken) + config.worker_processes) if slot not in taken]
+        started = []
+        for slot in slots[: config.worker_processes]:
+            worker = await self._spawn(config, slot)
+            if worker is None:
+                break
+            started.append(worker)
+        async with trio.open_nursery() as nursery:
+            for worker in started:
+                nursery.start_soon(self._await_ready, worker)
+        if len(started) == config.worker_processes and all(worker.ready for worker in started):
+            return True
+        for worker in started:
+            worker.stopping = True
+            worker.signal(signal.SIGTERM if worker.ready else signal.SIGKILL)
+        return False
+
+    async def _spawn(self, config: Config, slot: int) -> WorkerProcess | None:
+        """Start a worker in ``slot`` and send it its order; None (logged) if the OS refuses."""
+        sockets = [sock for listen in distinct_listens(config) for sock in self.listening[listen.key]]
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (PACKAGE_ROOT, env.get("PYTHONPATH"))))
+        try:
+            process = await trio.lowlevel.open_process(
+                WORKER_COMMAND, stdin=theirs.fileno(), pass_fds=[sock.fileno() for sock in sockets], env=env
+            )
+        except OSError as err:
+            ours.close()
+            self.error_log.alert(f'fork() failed while spawning "worker process" ({err.errno}: {err.strerror})')
+            return None
+        finally:
+            theirs.close()
+        self.error_log.notice(f"start worker process {process.pid}")
+        worker = WorkerProcess(process, slot, config, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        self.workers[worker.pid] = worker
+        self._nursery.start_soon(self._supervise, worker)
+        order = Order(config, slot, tuple(sock.fileno() for sock in sockets))
+        try:
+            await worker.channel.send_all(pickle.dumps(order))
+            await worker.channel.send_eof()
+        except trio.BrokenResourceError:
+            pass  # it died already; _await_ready sees the end of the channel
+        return worker
+
+    async def _await_ready(self, worker: WorkerProcess) -> None:
+        """Read the worker's ``ready`` line (or the end of its channel, or time out)."""
+        line = b""
+        with trio.move_on_after(WORKER_START_TIMEOUT):
+            while not line.endswith(b"\n"):
+                chunk = await worker.channel.receive_some()
+                if not chunk:
+                    break
+                line += chunk
+        await worker.channel.aclose()
+        if line.startswith(READY) and line.endswith(b"\n"):
+            worker.ready = True
+            worker.push = json.loads(line[len(READY):])
+            if worker.push:
+                self.error_log.notice(f"worker process {worker.pid} accepts pushes on {', '.join(worker.push)}")
+
+    async def _supervise(self, worker: WorkerProcess) -> None:
+        """Wait for the worker to exit (reaping it), log it, restart it if it died."""
+        status = await worker.process.wait()
+        del self.workers[worker.pid]
+        if status < 0:
+            self.error_log.alert(f"worker process {worker.pid} exited on signal {-status}")
+        else:
+            self.error_log.notice(f"worker process {worker.pid} exited with code {status}")
+        if status == FATAL_EXIT:
+            self.error_log.alert(
+                f"worker process {worker.pid} exited with fatal code {status} and cannot be respawned"
+            )
+        elif worker.ready and not worker.stopping and not self.exiting:
+            replacement = await self._spawn(worker.config, worker.slot)
+            if replacement is not None:
+                await self._await_ready(replacement)
+            if replacement is not None and not replacement.ready:
+                replacement.stopping = True
+                replacement.signal(signal.SIGKILL)
+        self._close_unused_listening()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.exiting and not self.workers:
+            self._done.set()
+
+    def _close_unused_listening(self) -> None:
+        """Close the listen sockets no live worker's configuration names (all of them when exiting).
+
+        Workers hold their own copies: closing the master's never stops one
+        from accepting.
+        """
+        configs = [] if self.exiting else [self.config, *(worker.config for worker in self.workers.values())]
+        used = {listen.key for config in configs for listen in distinct_listens(config)}
+        for key in [key for key in self.listening if key not in used]:
+            for sock in self.listening.pop(key):
+                sock.close()
+
+    async def _reap_all(self) -> None:
+        """Leave no child behind, whatever ended ``serve``."""
+        for worker in list(self.workers.values()):
+            worker.signal(signal.SIGKILL)
+            await worker.process.wait()
+            await worker.channel.aclose()
+
+
+def _without_level(line: str) -> str:
+    """``message`` of an ``[emerg] message`` line (the logger writes the level itself)."""
+    return line.partition("] ")[2] if line.startswith("[") else line

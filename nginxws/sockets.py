@@ -34,20 +34,8 @@ def _describe(listen: Listen) -> str:
     return f"{host}:{listen.port}"
 
 
-def open_listen_sockets(config: Config) -> list[socket.socket]:
-    """Bind and listen on every distinct ``listen`` address."""
-    opened: list[socket.socket] = []
-    try:
-        for listen in distinct_listens(config):
-            opened.extend(_open(listen))
-    except BindError:
-        for sock in opened:
-            sock.close()
-        raise
-    return opened
-
-
-def _open(listen: Listen) -> list[socket.socket]:
+def open_listen(listen: Listen) -> list[socket.socket]:
+    """Bind and listen on one ``listen`` address (a host name may give several sockets)."""
     if listen.unix:
         return [_bind_unix(listen)]
     try:
