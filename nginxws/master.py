@@ -26,7 +26,7 @@ Theory of operation
   when no live worker's configuration names them.
 * Every child is waited for (no zombies) and the master holds only the
   descriptors it needs: listen sockets, its logs, one channel per worker
-  while it starts.
+  (its lifeline: a worker whose master dies shuts down gracefully).
 * ``master_process off``: the same process opens the sockets and runs one
   worker in itself; HUP is logged and ignored, since reloading needs a
   master.
@@ -56,7 +56,7 @@ from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.sockets import BindError, distinct_listens, open_listen
 from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
-from nginxws.workerproc import FATAL_EXIT, READY, Order
+from nginxws.workerproc import FATAL_EXIT, READY, Order, frame_order
 
 MASTER_TITLE = "nginxws: master process"
 SINGLE_TITLE = "nginxws: single worker process"
@@ -423,8 +423,7 @@ class Master:
         self._nursery.start_soon(self._supervise, worker)
         order = Order(config, slot, tuple(sock.fileno() for sock in sockets))
         try:
-            await worker.channel.send_all(pickle.dumps(order))
-            await worker.channel.send_eof()
+            await worker.channel.send_all(frame_order(order))
         except trio.BrokenResourceError:
             pass  # it died already; _await_ready sees the end of the channel
         return worker
@@ -438,7 +437,6 @@ class Master:
                 if not chunk:
                     break
                 line += chunk
-        await worker.channel.aclose()
         if line.startswith(READY) and line.endswith(b"\n"):
             worker.ready = True
             worker.push = json.loads(line[len(READY):])
@@ -448,6 +446,7 @@ class Master:
     async def _supervise(self, worker: WorkerProcess) -> None:
         """Wait for the worker to exit (reaping it), log it, restart it if it died."""
         status = await worker.process.wait()
+        await worker.channel.aclose()
         del self.workers[worker.pid]
         if status < 0:
             self.error_log.alert(f"worker process {worker.pid} exited on signal {-status}")

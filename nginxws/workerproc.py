@@ -7,10 +7,11 @@ Hand-off between master and worker
   master is closed in the child.
 * The child's stdin is one end of a socket pair.  The master writes a
   pickled :class:`Order` (the configuration, the worker's slot and the
-  descriptor numbers of its listen sockets) and shuts its side for writing.
+  descriptor numbers of its listen sockets), preceded by its length.
 * Once the worker listens for pushes, the child writes one line back,
-  ``ready`` followed by its push addresses as JSON, and stdin becomes
-  /dev/null.  A worker that cannot start (its push port cannot be bound, its
+  ``ready`` followed by its push addresses as JSON.  The channel then stays
+  open as a lifeline: when the master dies, its end closes and the worker
+  shuts down gracefully instead of living on as an orphan holding the ports.  A worker that cannot start (its push port cannot be bound, its
   log cannot be opened) logs the ``[emerg]`` line and exits with status
   ``FATAL_EXIT`` (2), which the master never respawns, as nginx's.
 * The worker's shutdown signals are blocked from the first line of
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # the heavy imports wait until the signals are blocked
 WORKER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1})
 FATAL_EXIT = 2  # nginx's NGX_FATAL exit: "cannot be respawned"
 READY = b"ready "
+ORDER_LENGTH = 8  # bytes of the order's length prefix
 TITLE = "nginxws: worker process"
 
 
@@ -93,31 +95,68 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
 
     async with trio.open_nursery() as nursery:
         try:
-            push_addresses = await nursery.start(worker.run, sockets)
+            push_addresses = await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
         except PushBindError as err:
             worker.error_log.emerg(str(err))
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         _report_ready([a.netloc for addresses in push_addresses.values() for a in addresses])
+        nursery.start_soon(_watch_master, worker)
     return 0
 
 
+async def _run_worker(worker: Worker, sockets, watching, *, task_status) -> None:
+    """The worker itself; when it is done, so is the watch on the master."""
+    try:
+        await worker.run(sockets, task_status=task_status)
+    finally:
+        watching.cancel()
+
+
+async def _watch_master(worker: Worker) -> None:
+    """Shut down gracefully if the master dies (its end of the channel closes).
+
+    nginx's workers outlive a killed master and keep its ports; ours drain
+    their clients and exit, so a new master can take over cleanly.
+    """
+    import trio
+
+    lifeline = trio.socket.from_stdlib_socket(socket.socket(fileno=os.dup(0)))
+    try:
+        while await lifeline.recv(1024):
+            pass
+    finally:
+        lifeline.close()
+    worker.error_log.alert("master process is gone, gracefully shutting down")
+    os.kill(os.getpid(), signal.SIGQUIT)
+
+
+def frame_order(order: Order) -> bytes:
+    """The order as the master sends it: its length (8 bytes, big-endian), then the pickle."""
+    data = pickle.dumps(order)
+    return len(data).to_bytes(ORDER_LENGTH, "big") + data
+
+
 def _read_order() -> bytes:
-    chunks = []
-    while chunk := os.read(0, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """Read one framed order from the channel (the master keeps its end open)."""
+    data = b""
+    size = None
+    while size is None or len(data) < size:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            raise SystemExit(FATAL_EXIT)  # the master died before the order was complete
+        data += chunk
+        if size is None and len(data) >= ORDER_LENGTH:
+            size = ORDER_LENGTH + int.from_bytes(data[:ORDER_LENGTH], "big")
+    return data[ORDER_LENGTH:]
 
 
 def _report_ready(push_addresses: list[str]) -> None:
-    """Tell the master this worker serves, then let go of the channel."""
+    """Tell the master this worker serves; the channel stays open as a lifeline."""
     try:
         os.write(0, READY + json.dumps(push_addresses).encode() + b"\n")
     except OSError:
-        pass  # the master is gone: no one is left to tell
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+        pass  # the master is gone: _watch_master sees it
 
 
 def _set_rlimit_nofile(limit: int | None, error_log: ErrorLogger) -> None:

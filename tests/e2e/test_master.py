@@ -326,6 +326,20 @@ def test_killed_worker_is_replaced_and_the_others_keep_their_clients(start_maste
     assert poll(lambda: descriptors(master.pid) == before, TIMEOUT), (before, descriptors(master.pid))
 
 
+def test_workers_of_a_killed_master_drain_and_exit(start_master):
+    master = start_master(workers=2)
+    workers = master.workers()
+    with connect(master.url, open_timeout=TIMEOUT) as ws:
+        match = welcome(ws)
+        os.kill(master.pid, signal.SIGKILL)
+        master.run.proc.wait(TIMEOUT)
+        # A graceful shutdown: the open session still works, then the worker exits.
+        assert push(push_url(match), "after the master") == 204
+        assert ws.recv(timeout=TIMEOUT) == "after the master"
+    assert poll(lambda: not any(alive(pid) for pid in workers), TIMEOUT), "orphaned workers"
+    assert "master process is gone, gracefully shutting down" in master.error_log()
+
+
 def test_worker_that_cannot_start_fails_loudly_not_in_a_loop(start_master):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
