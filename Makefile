@@ -4,16 +4,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install
+.PHONY: run test install autobahn conformance
 
 ## Start nginxws on sample.conf in the foreground (Ctrl-C stops it).
 run: install
 	$(BIN)/nginxws -c sample.conf
 
 ## Run the whole test suite against the installed package (not the source tree:
-## python -P keeps the current directory off sys.path).
-test: install
+## python -P keeps the current directory off sys.path), then Autobahn|Testsuite.
+test: install autobahn
 	NGINXWS_TEST_INSTALLED=1 $(BIN)/python -P -m pytest
+	$(MAKE) --no-print-directory conformance
+
+## Autobahn|Testsuite (every case) against nginxws (master + 2 workers) and
+## trio-websocket's own echo server, side by side; fails on any FAILED case.
+conformance: install autobahn
+	$(BIN)/python -P tests/conformance/run_autobahn.py --reference \
+		--server-cmd 'nginxws=$(abspath $(BIN))/python -P $(abspath tests/conformance/nginxws_echo.py) --port {port} --workers 2'
+
+## Autobahn|Testsuite runs under Python 2.7; installed once into ~/.cache.
+autobahn:
+	bash tests/conformance/install-autobahn.sh >/dev/null
 
 ## The project itself, non-editable, rebuilt from the current tree every time.
 install: $(VENV)/.deps

@@ -2,8 +2,8 @@
 
 The summary tests run on hand-made index.json data. The end-to-end tests run
 real wstest against trio-websocket's echo server and against a server that
-echoes wrongly; they need the environment from install-autobahn.sh and are
-skipped when it has not been installed (CI installs it first).
+echoes wrongly; they need the environment from install-autobahn.sh, which
+``make test`` runs first, and fail with that advice when it is missing.
 """
 
 import json
@@ -144,8 +144,10 @@ def test_a_server_that_dies_at_start_is_a_harness_error(tmp_path: Path) -> None:
         run([agent], workdir=tmp_path, wstest="/bin/true", timeout=10)
 
 
-needs_wstest = pytest.mark.skipif(not WSTEST.exists(),
-                                  reason="install-autobahn.sh has not been run")
+@pytest.fixture
+def wstest_installed() -> None:
+    if not WSTEST.exists():
+        pytest.fail(f"{WSTEST} is missing: run tests/conformance/install-autobahn.sh (make test does)")
 
 TRUNCATING_ECHO = """
 import sys, trio
@@ -161,7 +163,7 @@ trio.run(lambda: serve_websocket(echo, "127.0.0.1", int(sys.argv[1]), ssl_contex
 """
 
 
-@needs_wstest
+@pytest.mark.usefixtures("wstest_installed")
 @pytest.mark.timeout(60)
 def test_reference_echo_server_passes_and_a_wrong_echo_fails(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +182,7 @@ def test_reference_echo_server_passes_and_a_wrong_echo_fails(
     assert "| cases run | 2 | 2 | 2 | 2 |" in (tmp_path / "t.md").read_text()
 
 
-@needs_wstest
+@pytest.mark.usefixtures("wstest_installed")
 @pytest.mark.timeout(30)
 def test_installer_is_idempotent_and_prints_wstest() -> None:
     done = subprocess.run(["bash", str(HERE / "install-autobahn.sh")], capture_output=True,
