@@ -9,6 +9,7 @@ checks it speaks the protocol (`loadgen.probe_protocol`), runs the scenario, sto
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import datetime
 import os
@@ -169,7 +170,7 @@ def _counts(args: argparse.Namespace) -> Counts:
         changes["pushes"] = args.pushes
     if args.idle_clients:
         changes["idle_clients"] = args.idle_clients
-    return Counts(**{**base.__dict__, **changes}) if changes else base
+    return dataclasses.replace(base, **changes)
 
 
 def scenario_call(
