@@ -34,4 +34,5 @@ install: $(VENV)/.deps
 $(VENV)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet ".[test]"
+	bash tests/browser/install.sh $(BIN)/python
 	touch $@

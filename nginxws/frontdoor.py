@@ -27,6 +27,15 @@ from nginxws.routing import normalize_host, normalize_path, select_location, tar
 from nginxws.wsconn import run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# Handshake headers wsproto decodes, and how.  A value it cannot decode
+# (a Host such as "xn--zz" or with non-ASCII bytes) would raise inside
+# trio-websocket instead of being refused, so the front door refuses it.
+WSPROTO_DECODES = {
+    b"host": "idna",
+    b"connection": "ascii",
+    b"sec-websocket-extensions": "ascii",
+    b"sec-websocket-protocol": "ascii",
+}
 
 
 def _header(request: h11.Request, name: bytes) -> bytes | None:
@@ -62,6 +71,13 @@ def handshake_problem(request: h11.Request) -> int | None:
             return 400
     except (binascii.Error, ValueError):
         return 400
+    for name, value in request.headers:
+        codec = WSPROTO_DECODES.get(name)
+        if codec is not None:
+            try:
+                value.decode(codec)
+            except UnicodeError:
+                return 400
     return None
 
 
@@ -140,6 +156,11 @@ async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: 
                 h.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+    except h11.RemoteProtocolError as err:
+        # Only a request body read before answering gets here (a head h11
+        # cannot parse is answered above): drop the connection, as nginx does.
+        worker.error_log.info(f"client sent invalid request body: {err}", conn=conn)
+        return
     except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
         return
     finally:

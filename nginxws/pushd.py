@@ -72,9 +72,10 @@ async def _answer(worker, h, stream, request: h11.Request, server: Server, excha
         exchange.status = err.status
         extra = [ALLOW] if err.status == 405 else []
         close = err.status == 413 and h.their_state is not h11.DONE
+        # A HEAD's answer has no body (h11 refuses to send one).
         exchange.sent = await send_response(
             h, stream, err.status, [TEXT, *extra], f"{err.reason}\n".encode(),
-            tokens=settings.server_tokens, close=close,
+            tokens=settings.server_tokens, close=close, head=request.method == b"HEAD",
         )
         return
     exchange.status = status

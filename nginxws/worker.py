@@ -210,10 +210,7 @@ class Worker:
         except Exception as err:
             # One connection's failure must never take the worker and every
             # other client down with it: log it, drop that connection.
-            self.error_log.alert(
-                "unexpected error, closing connection: "
-                + " | ".join(traceback.format_exception_only(err)).strip(), conn=conn
-            )
+            self.error_log.alert(f"unexpected error, closing connection: {_describe(err)}", conn=conn)
             await trio.aclose_forcefully(stream)
         finally:
             self.active -= 1
@@ -261,6 +258,13 @@ class Worker:
 
 class PushBindError(Exception):
     """A push listener could not be bound: the worker cannot start."""
+
+
+def _describe(err: BaseException) -> str:
+    """One line naming an unexpected error; for a group, the errors inside it."""
+    if isinstance(err, BaseExceptionGroup):
+        return " | ".join(_describe(inner) for inner in err.exceptions)
+    return " ".join(traceback.format_exception_only(err)).strip()
 
 
 def _address(sockname) -> tuple[str, int] | str:

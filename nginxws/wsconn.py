@@ -179,7 +179,7 @@ async def run_session(
         try:
             with session.cancel_scope:
                 if settings.welcome:
-                    await _send(ws, session, welcome_message(push_id, push_addresses, path), send_timeout)
+                    await _welcome(ws, session, welcome_message(push_id, push_addresses, path), send_timeout)
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(_timer_task, ws, timers, session, tasks)
                     tasks.start_soon(_push_task, ws, session, receive_channel, send_timeout)
@@ -206,6 +206,15 @@ async def _send(ws, session: Session, message: str | bytes, timeout: float) -> N
         return
     session.timed_out = True
     session.cancel_scope.cancel()
+
+
+async def _welcome(ws, session: Session, message: str, timeout: float) -> None:
+    """Send the welcome message; a client already gone (it closed or
+    half-closed right after its handshake) ends the session quietly."""
+    try:
+        await _send(ws, session, message, timeout)
+    except ConnectionClosed:
+        session.cancel_scope.cancel()
 
 
 async def _echo_loop(ws, session: Session, send_timeout: float) -> None:

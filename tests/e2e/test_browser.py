@@ -1,0 +1,119 @@
+"""A real browser: headless Chromium connects with its own ``WebSocket``.
+
+The demo page (``docs/demo/index.html``) is served by a tiny static server on
+loopback; Playwright drives Debian's ``/usr/bin/chromium`` (never a
+downloaded browser).  ``tests/browser/install.sh`` installs both; when they
+are missing these tests fail and say so, since CI installs them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+DEMO = Path(__file__).resolve().parents[2] / "docs" / "demo"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 10_000
+INSTALL_HINT = "run tests/browser/install.sh (apt chromium, pip playwright)"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def demo_url():
+    """``demo_url(ws_url)``: the demo page's address on a static server of its own."""
+    handler = functools.partial(_QuietHandler, directory=str(DEMO))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    port = httpd.server_address[1]
+    yield lambda ws_url: f"http://127.0.0.1:{port}/index.html?ws={quote(ws_url, safe='')}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: {INSTALL_HINT}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"the playwright package is missing: {INSTALL_HINT}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS, timeout=WAIT_MS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+
+
+def open_demo(page, demo_url, server) -> str:
+    """Load the demo page on ``server``; its push URL once the welcome arrived."""
+    page.goto(demo_url(server.url))
+    page.wait_for_function("document.getElementById('push-url').textContent !== ''")
+    assert page.text_content("#state") == "open"
+    return page.text_content("#push-url")
+
+
+def shown(page, count: int) -> list[tuple[str, str]]:
+    """The first ``count`` messages the page lists, as (kind, text)."""
+    page.wait_for_function(f"document.querySelectorAll('#messages li').length >= {count}")
+    items = page.query_selector_all("#messages li")
+    return [(item.get_attribute("class"), item.text_content()) for item in items]
+
+
+def test_browser_shows_pushed_text_utf8_and_binary(start_server, demo_url, page):
+    server = start_server()
+    push_url = open_demo(page, demo_url, server)
+    pushes = [
+        ("hello browser".encode(), {}),
+        ("héllo wörld 😀🎉 ✓".encode(), {}),
+        (bytes([0, 1, 0x7F, 0x80, 0xFE, 0xFF]), {"Content-Type": "application/octet-stream"}),
+    ]
+    for body, headers in pushes:
+        assert httpx.post(push_url, content=body, headers=headers, timeout=5).status_code == 204
+    assert shown(page, 3) == [
+        ("text", "hello browser"),
+        ("text", "héllo wörld 😀🎉 ✓"),
+        ("binary", "binary 6 bytes: 00 01 7f 80 fe ff"),
+    ]
+
+
+def test_browser_pongs_keep_it_alive_past_idleintvl(start_server, demo_url, page):
+    server = start_server(websocket="pingintvl=300 idleintvl=900")
+    push_url = open_demo(page, demo_url, server)
+    # The page never sends anything itself: only its automatic pongs answer
+    # the server's pings.  Without them it would be closed 1001 after 0.9 s.
+    page.wait_for_timeout(3000)
+    assert page.text_content("#state") == "open"
+    assert httpx.post(push_url, content=b"still here", timeout=5).status_code == 204
+    assert shown(page, 1) == [("text", "still here")]
