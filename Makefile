@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install autobahn conformance
+.PHONY: run test install autobahn clients conformance
 
 ## Start nginxws on sample.conf in the foreground (Ctrl-C stops it).
 run: install
@@ -12,7 +12,7 @@ run: install
 
 ## Run the whole test suite against the installed package (not the source tree:
 ## python -P keeps the current directory off sys.path), then Autobahn|Testsuite.
-test: install autobahn
+test: install autobahn clients
 	NGINXWS_TEST_INSTALLED=1 $(BIN)/python -P -m pytest
 	$(MAKE) --no-print-directory conformance
 
@@ -21,6 +21,11 @@ test: install autobahn
 conformance: install autobahn
 	$(BIN)/python -P tests/conformance/run_autobahn.py --reference \
 		--server-cmd 'nginxws=$(abspath $(BIN))/python -P $(abspath tests/conformance/nginxws_echo.py) --port {port} --workers 2'
+
+## What the browser and real-client tests drive: Debian's chromium and curl,
+## Playwright and httpie (only what is missing; quiet).
+clients: $(VENV)/.deps
+	bash tests/browser/install.sh $(BIN)/python
 
 ## Autobahn|Testsuite runs under Python 2.7; installed once into ~/.cache.
 autobahn:
@@ -34,5 +39,4 @@ install: $(VENV)/.deps
 $(VENV)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet ".[test]"
-	bash tests/browser/install.sh $(BIN)/python
 	touch $@
