@@ -24,7 +24,7 @@ from nginxws.conf.model import HttpSettings, Location, Server
 from nginxws.log import AccessEntry
 from nginxws.http import ClientClosed, ClientTimeout, next_event, send_error, send_response
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
-from nginxws.wsconn import run_session
+from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Handshake headers wsproto decodes, and how.  A value it cannot decode
@@ -148,9 +148,15 @@ async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: 
                 return
             first = False
             exchange.request = event
-            upgraded = await _handle_request(worker, h, stream, event, exchange, local, conn)
+            upgrade = await _handle_request(worker, h, stream, event, exchange, local, conn)
+            if upgrade is not None:
+                # An open session keeps nothing of the HTTP connection.
+                del h
+                exchange.status, exchange.sent = await run_session(worker, stream, upgrade, conn)
+                worker.log_access(exchange, remote, local)
+                return
             worker.log_access(exchange, remote, local)
-            if upgraded or h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+            if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
                 return
             try:
                 h.start_next_cycle()
@@ -190,8 +196,10 @@ async def _protocol_error(worker, h, stream, exchange, err, settings, remote, lo
         worker.log_access(exchange, remote, local)
 
 
-async def _handle_request(worker, h, stream, request: h11.Request, exchange: Exchange, local, conn) -> bool:
-    """Answer one request; True when the connection became a WebSocket."""
+async def _handle_request(
+    worker, h, stream, request: h11.Request, exchange: Exchange, local, conn
+) -> Upgrade | None:
+    """Answer one request, or return the WebSocket handshake it is."""
     group = worker.router.servers_for(local)
     host = target_host(request.target) or _header(request, b"host")
     head = request.method == b"HEAD"
@@ -226,7 +234,7 @@ async def _handle_request(worker, h, stream, request: h11.Request, exchange: Exc
     if location is not None and location.websocket is not None and answer is None:
         problem = handshake_problem(request)
         if problem is None:
-            return await _upgrade(worker, h, stream, request, exchange, server, location, path, conn)
+            return Upgrade(request, h.trailing_data[0], server, location, path)
         await _discard_body(h, stream, settings)
         extra = []
         if problem == 426:
@@ -258,15 +266,14 @@ async def _discard_body(h, stream, settings: HttpSettings) -> None:
             raise ClientClosed
 
 
-async def _finish_error(h, stream, exchange, status, settings, head, *, close=False, headers=None) -> bool:
+async def _finish_error(h, stream, exchange, status, settings, head, *, close=False, headers=None) -> None:
     exchange.status = status
     exchange.sent = await send_error(
         h, stream, status, tokens=settings.server_tokens, head=head, close=close, headers=headers
     )
-    return False
 
 
-async def _return(h, stream, exchange, answer, settings, head, request) -> bool:
+async def _return(h, stream, exchange, answer, settings, head, request) -> None:
     """nginx's ``return``: a redirect, a text body, or an error page."""
     exchange.status = answer.code
     if answer.code in REDIRECT_CODES and answer.text is not None:
@@ -291,22 +298,3 @@ async def _return(h, stream, exchange, answer, settings, head, request) -> bool:
         exchange.sent = await send_response(
             h, stream, answer.code, [], b"", tokens=settings.server_tokens, head=head
         )
-    return False
-
-
-async def _upgrade(worker, h, stream, request, exchange, server: Server, location: Location, path, conn) -> bool:
-    trailing = h.trailing_data[0]
-    exchange.status = 101
-    status, sent = await run_session(
-        worker,
-        stream,
-        request,
-        trailing,
-        location,
-        path,
-        worker.push_addresses(server),
-        conn,
-        location.settings.send_timeout,
-    )
-    exchange.status, exchange.sent = status, sent
-    return True

@@ -1,14 +1,16 @@
 """One WebSocket session: handshake hand-off, welcome, echo, pushes, timers.
 
 The rules (what to send when) live in ``session``; this module runs them
-with trio.  Each session has one nursery holding its tasks: trio-websocket's
-reader, the timer, the push sender, and the echo loop (this task).  When any
-of them ends the connection, the nursery is cancelled and the session is
+with trio.  A session runs three tasks: trio-websocket's reader, the echo
+loop (the connection's own task) and one task that sends pushes and keeps
+the ping/idle timers (plus a short-lived task per unanswered PING).  When
+any of them ends the connection, the session's tasks are cancelled and it is
 removed from the registry, so a later push to its ID is 404.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import h11
@@ -16,7 +18,7 @@ import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 from wsproto.frame_protocol import FrameProtocol
 
-from nginxws.conf.model import Location, WebSocket
+from nginxws.conf.model import Location, Server, WebSocket
 from nginxws.registry import Entry
 from nginxws.session import (
     IDLE_CLOSE_CODE,
@@ -108,7 +110,7 @@ def replay_request(request: h11.Request, trailing: bytes) -> bytes:
     return b"".join(lines)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     """A live session as the worker tracks it (for shutdown and logs)."""
 
@@ -128,37 +130,80 @@ class Session:
         self.cancel_scope.cancel()
 
 
-async def run_session(
-    worker,
-    stream: trio.abc.Stream,
-    request: h11.Request,
-    trailing: bytes,
-    location: Location,
-    path: str,
-    push_addresses,
-    conn: int,
-    send_timeout: float,
-) -> tuple[int, int]:
+class Outbox:
+    """A session's pushed messages waiting to be sent, at most ``limit``.
+
+    ``offer`` never blocks (the registry answers 503 when it refuses); the
+    session's sender awaits ``next``.  Nothing is allocated until the first
+    push, and the queue is dropped again once empty: most connections are
+    idle most of the time, and a trio memory channel would cost every one of
+    them about 4 KB.
+    """
+
+    __slots__ = ("limit", "closed", "_queue", "_ready")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.closed = False
+        self._queue: deque[str | bytes] | None = None
+        self._ready: trio.Event | None = None
+
+    def offer(self, message: str | bytes) -> bool:
+        if self.closed:
+            return False
+        if self._queue is None:
+            self._queue = deque()
+        elif len(self._queue) >= self.limit:
+            return False
+        self._queue.append(message)
+        if self._ready is not None:
+            self._ready.set()
+        return True
+
+    async def next(self, deadline: float) -> str | bytes | object:
+        """The next message, or ``NOTHING`` once ``deadline`` passes first."""
+        while not self._queue:
+            self._ready = trio.Event()
+            with trio.move_on_at(deadline):
+                await self._ready.wait()
+                continue
+            self._ready = None
+            return NOTHING
+        self._ready = None
+        message = self._queue.popleft()
+        if not self._queue:
+            self._queue = None
+        return message
+
+
+NOTHING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """A valid handshake the front door hands over: all a session needs of HTTP."""
+
+    request: h11.Request
+    trailing: bytes  # what the client sent after the handshake request
+    server: Server
+    location: Location
+    path: str
+
+
+async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: int) -> tuple[int, int]:
     """Hand the connection to trio-websocket and run the session to its end.
 
     Returns (status, bytes sent) for the access log: 101 once the handshake
     succeeded.
     """
+    location = upgrade.location
     settings: WebSocket = location.websocket
+    send_timeout = location.settings.send_timeout
     timers = Timers(settings.pingintvl, settings.idleintvl, trio.current_time())
-    client = ClientStream(stream, replay_request(request, trailing), timers)
+    client = ClientStream(stream, replay_request(upgrade.request, upgrade.trailing), timers)
     push_id = new_id()
     session = Session(push_id, conn, location)
-    send_channel, receive_channel = trio.open_memory_channel[str | bytes](settings.push_queue)
-
-    def offer(message: str | bytes) -> bool:
-        try:
-            send_channel.send_nowait(message)
-        except trio.WouldBlock:
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return False
-        return True
+    outbox = Outbox(settings.push_queue)
 
     async with trio.open_nursery() as nursery:
         try:
@@ -175,19 +220,19 @@ async def run_session(
             return CLIENT_CLOSED_REQUEST, client.bytes_sent
         session.ws = client.ws = ws
         worker.add_session(session)
-        worker.registry.add(push_id, Entry(location, offer))
+        worker.registry.add(push_id, Entry(location, outbox.offer))
         try:
             with session.cancel_scope:
                 if settings.welcome:
-                    await _welcome(ws, session, welcome_message(push_id, push_addresses, path), send_timeout)
+                    welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
+                    await _send(ws, session, welcome, send_timeout)
                 async with trio.open_nursery() as tasks:
-                    tasks.start_soon(_timer_task, ws, timers, session, tasks)
-                    tasks.start_soon(_push_task, ws, session, receive_channel, send_timeout)
+                    tasks.start_soon(_pushes_and_timers, ws, session, outbox, timers, send_timeout, tasks)
                     await _echo_loop(ws, session, send_timeout)
                     tasks.cancel_scope.cancel()
         finally:
             worker.registry.remove(push_id)
-            send_channel.close()
+            outbox.closed = True
             with trio.CancelScope(shield=True):
                 if session.timed_out:
                     worker.error_log.info("client timed out while sending to client", conn=conn)
@@ -200,21 +245,17 @@ async def run_session(
 
 
 async def _send(ws, session: Session, message: str | bytes, timeout: float) -> None:
-    """Send one message; a client that takes over ``send_timeout`` is dropped."""
+    """Send one message.  A client that takes over ``send_timeout`` is
+    dropped; one already gone (it closed, or half-closed right after its
+    handshake) ends the session quietly."""
     with trio.move_on_after(timeout):
-        await ws.send_message(message)
+        try:
+            await ws.send_message(message)
+        except ConnectionClosed:
+            session.cancel_scope.cancel()
         return
     session.timed_out = True
     session.cancel_scope.cancel()
-
-
-async def _welcome(ws, session: Session, message: str, timeout: float) -> None:
-    """Send the welcome message; a client already gone (it closed or
-    half-closed right after its handshake) ends the session quietly."""
-    try:
-        await _send(ws, session, message, timeout)
-    except ConnectionClosed:
-        session.cancel_scope.cancel()
 
 
 async def _echo_loop(ws, session: Session, send_timeout: float) -> None:
@@ -227,17 +268,20 @@ async def _echo_loop(ws, session: Session, send_timeout: float) -> None:
         return
 
 
-async def _push_task(ws, session: Session, receive_channel, send_timeout: float) -> None:
-    try:
-        async for message in receive_channel:
-            await _send(ws, session, message, send_timeout)
-    except ConnectionClosed:
-        return
+async def _pushes_and_timers(
+    ws, session: Session, outbox: Outbox, timers: Timers, send_timeout: float, tasks: trio.Nursery
+) -> None:
+    """Send queued pushes; between them, keep the ping and idle timers.
 
-
-async def _timer_task(ws, timers: Timers, session: Session, tasks: trio.Nursery) -> None:
+    One task does both (an idle connection costs one task fewer): it waits
+    for a push until the timers' next deadline, and a send is never cut by
+    a timer, only by ``send_timeout``.
+    """
     while True:
-        await trio.sleep_until(timers.deadline)
+        message = await outbox.next(timers.deadline)
+        if message is not NOTHING:
+            await _send(ws, session, message, send_timeout)
+            continue
         action = timers.due(trio.current_time())
         if action is Action.PING:
             # trio-websocket's ping() returns only when the pong arrives, and
