@@ -5,23 +5,11 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-
-STOP_TIMEOUT = 10.0
-
-
-def poll(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+from processes import STOP_TIMEOUT, poll
 
 CONF = """
 daemon off;

@@ -32,6 +32,7 @@ import pytest
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from processes import poll
 from wsclient import RawClient
 
 TIMEOUT = 10.0  # seconds for any one wait in these tests
@@ -99,16 +100,6 @@ class Master:
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
-
-
-def poll(condition, timeout: float) -> bool:
-    """Whether ``condition()`` became true within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def children(pid: int) -> list[tuple[int, str]]:
