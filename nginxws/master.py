@@ -23,7 +23,10 @@ Theory of operation
   ready first, and only then does the old generation get QUIT: it stops
   accepting and drains, its clients still connected and pushable.
 * Listen sockets are kept by their listen key across reloads, and closed
-  when no live worker's configuration names them.
+  when no live worker's configuration names them.  A ``reuseport`` listen
+  has one socket per worker slot, so the kernel spreads connections over
+  the workers; a slot's socket is closed as soon as no live worker holds
+  the slot, since the kernel would keep queueing connections on it.
 * Every child is waited for (no zombies) and the master holds only the
   descriptors it needs: listen sockets, its logs, one channel per worker
   (its lifeline: a worker whose master dies shuts down gracefully).
@@ -51,7 +54,7 @@ import trio
 
 import nginxws
 from nginxws import conf
-from nginxws.conf.model import Config
+from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.sockets import BindError, distinct_listens, open_listen
@@ -120,15 +123,28 @@ def run(config: Config, *, error_log: ErrorLogger, directives: str | None = None
                 sock.close()
 
 
+def listening_key(listen: Listen, slot: int) -> tuple:
+    """Where ``Listening`` keeps the sockets of ``listen`` for the worker in ``slot``.
+
+    A ``reuseport`` listen has a socket of its own per worker slot (the
+    kernel spreads new connections over them, as nginx does); any other
+    listen is one socket shared by every worker.
+    """
+    return (listen.key, slot) if listen.reuseport else listen.key
+
+
 def open_listening(config: Config, listening: Listening) -> Listening:
     """The listen sockets of ``config``: those already in ``listening`` kept, the rest opened.
 
-    Raises BindError after closing whatever it opened.
+    A ``reuseport`` listen is opened for slot 0 here (which checks that it
+    can be bound at all); the other slots' sockets are opened as their
+    workers start.  Raises BindError after closing whatever it opened.
     """
     result: Listening = {}
     try:
         for listen in distinct_listens(config):
-            result[listen.key] = listening.get(listen.key) or open_listen(listen)
+            key = listening_key(listen, 0)
+            result[key] = listening.get(key) or open_listen(listen)
     except BindError:
         for key, sockets in result.items():
             if key not in listening:
@@ -375,6 +391,7 @@ class Master:
         for worker in old:
             worker.stopping = True
             worker.signal(signal.SIGQUIT)
+        self._close_unused_listening()
 
     # -- workers -------------------------------------------------------------
 
@@ -403,7 +420,11 @@ class Master:
 
     async def _spawn(self, config: Config, slot: int) -> WorkerProcess | None:
         """Start a worker in ``slot`` and send it its order; None (logged) if the OS refuses."""
-        sockets = [sock for listen in distinct_listens(config) for sock in self.listening[listen.key]]
+        try:
+            sockets = self._sockets_for(config, slot)
+        except BindError as err:
+            self.error_log.emerg(str(err))
+            return None
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (PACKAGE_ROOT, env.get("PYTHONPATH"))))
@@ -427,6 +448,16 @@ class Master:
         except trio.BrokenResourceError:
             pass  # it died already; _await_ready sees the end of the channel
         return worker
+
+    def _sockets_for(self, config: Config, slot: int) -> list[socket.socket]:
+        """The listen sockets of the worker in ``slot`` (a reuseport socket opened if new)."""
+        sockets = []
+        for listen in distinct_listens(config):
+            key = listening_key(listen, slot)
+            if key not in self.listening:
+                self.listening[key] = open_listen(listen)
+            sockets.extend(self.listening[key])
+        return sockets
 
     async def _await_ready(self, worker: WorkerProcess) -> None:
         """Read the worker's ``ready`` line (or the end of its channel, or time out)."""
@@ -476,8 +507,19 @@ class Master:
         Workers hold their own copies: closing the master's never stops one
         from accepting.
         """
-        configs = [] if self.exiting else [self.config, *(worker.config for worker in self.workers.values())]
-        used = {listen.key for config in configs for listen in distinct_listens(config)}
+        used = set()
+        if not self.exiting:
+            # A reuseport socket no worker accepts on would still get its share
+            # of new connections from the kernel: only live slots keep theirs.
+            # A draining worker has stopped accepting: its slot is free too.
+            holders = [(self.config, None)]
+            holders += [(w.config, None if w.stopping else w.slot) for w in self.workers.values()]
+            for config, slot in holders:
+                for listen in distinct_listens(config):
+                    if not listen.reuseport:
+                        used.add(listen.key)
+                    elif slot is not None:
+                        used.add(listening_key(listen, slot))
         for key in [key for key in self.listening if key not in used]:
             for sock in self.listening.pop(key):
                 sock.close()

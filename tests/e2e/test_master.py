@@ -47,7 +47,7 @@ events {{ worker_connections 1024; }}
 http {{
     access_log {prefix}/logs/access.log;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen_options};
         location /ws {{ websocket {websocket}; }}
     }}
 }}
@@ -148,10 +148,11 @@ def start_master(run_nginxws, free_port, tmp_path):
     """
     started: list[Master] = []
 
-    def start(*, workers: int = 4, websocket: str = "", main: str = "", daemon: str = "off", wait: bool = True):
+    def start(*, workers: int = 4, websocket: str = "", main: str = "", daemon: str = "off", wait: bool = True,
+              listen_options: str = ""):
         port = free_port()
         text = CONF.format(prefix=tmp_path, port=port, workers=workers, websocket=websocket, main=main,
-                           daemon=daemon)
+                           daemon=daemon, listen_options=listen_options)
         master = Master(run_nginxws(text, wait=wait), port)
         started.append(master)
         if wait and "master_process off" not in main:
@@ -167,7 +168,8 @@ def start_master(run_nginxws, free_port, tmp_path):
 
 def rewrite(master: Master, **changes: str) -> None:
     """Replace the running configuration file with the same template and ``changes``."""
-    values = dict(prefix=master.run.prefix, port=master.port, workers=4, websocket="", main="", daemon="off")
+    values = dict(prefix=master.run.prefix, port=master.port, workers=4, websocket="", main="", daemon="off",
+                  listen_options="")
     values.update(changes)
     master.run.conf.write_text(CONF.format(**values))
 
@@ -383,6 +385,41 @@ def test_reload_drops_no_client_and_new_clients_get_the_new_config(start_master)
         master.wait_log(rf"worker process {pid} exited with code 0$")
     assert len(master.workers()) == 2 and not old_workers & set(master.workers())
     assert poll(lambda: descriptors(master.pid) == before, TIMEOUT), (before, descriptors(master.pid))
+
+
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """Inodes of the sockets ``pid`` has open that listen on 127.0.0.1:``port``."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        inodes = {f[9] for f in (line.split() for line in table) if f[1] == wanted and f[3] == "0A"}
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            found.add(target[8:-1])
+    return found
+
+
+def test_reuseport_gives_every_worker_its_own_socket_and_reload_strands_no_client(start_master):
+    master = start_master(workers=2, listen_options=" reuseport")
+    workers = master.workers()
+    own = [listening_sockets(pid, master.port) for pid in workers]
+    assert all(len(sockets) == 1 for sockets in own) and own[0] != own[1]
+    with ExitStack() as stack:
+        connect_spread(master, stack, minimum_workers=2)
+    rewrite(master, workers=2, listen_options=" reuseport", websocket="pingintvl=60000")
+    master.signal(signal.SIGHUP)
+    for pid in workers:
+        master.wait_log(rf"worker process {pid} exited with code 0$")
+    # Were a drained worker's socket still open, the kernel would queue some
+    # of these connections on it and they would never be answered.
+    for _ in range(40):
+        with connect(master.url, open_timeout=TIMEOUT) as ws:
+            welcome(ws)
+    assert len(listening_sockets(master.pid, master.port)) == 2
 
 
 def test_reload_with_a_broken_config_keeps_the_old_one_serving(start_master):
