@@ -76,6 +76,40 @@ def error_page(status: int, tokens: bool) -> bytes:
     ).encode()
 
 
+class CoalescingStream(trio.abc.Stream):
+    """A stream whose writes wait until it is read from again.
+
+    Answers to pipelined requests then leave in one ``send_all`` (one
+    syscall) instead of one each, with no added latency: a server reads
+    again only when it has answered everything it has.  ``flush`` writes
+    what is left (before closing).
+    """
+
+    __slots__ = ("_stream", "_pending")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._pending = bytearray()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending += data
+
+    async def flush(self) -> None:
+        if self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            await self._stream.send_all(data)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await self.flush()
+        return await self._stream.receive_some(max_bytes)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def next_event(
     conn: h11.Connection, stream: trio.abc.Stream, deadline: float
 ) -> h11.Event | type[h11.PAUSED]:

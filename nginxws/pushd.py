@@ -3,7 +3,8 @@
 Each worker runs one push listener per ``server`` that has a websocket
 location.  A backend keeps one connection open and pipelines as many
 pushes as it likes; each is answered as soon as its frame is queued (or
-refused), so a slow client never holds up the pushes behind it.
+refused), so a slow client never holds up the pushes behind it, and the
+answers to the pushes of one read leave together in one write.
 
 Answers: 204 queued; 400 no ID or a text body that is not UTF-8; 404
 unknown/departed ID or a path that is not a websocket location of this
@@ -18,7 +19,7 @@ import trio
 
 from nginxws.conf.model import Server
 from nginxws.frontdoor import Exchange, _header
-from nginxws.http import ClientClosed, ClientTimeout, next_event, send_response
+from nginxws.http import ClientClosed, ClientTimeout, CoalescingStream, next_event, send_response
 from nginxws.registry import Push, PushError, push_id_from, push_message
 from nginxws.routing import normalize_path, select_location
 
@@ -26,11 +27,12 @@ ALLOW = (b"Allow", b"POST, OPTIONS")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
-async def handle_pusher(worker, stream: trio.SocketStream, server: Server, remote, local, conn: int) -> None:
+async def handle_pusher(worker, socket_stream: trio.SocketStream, server: Server, remote, local, conn: int) -> None:
     """Serve one push connection until it closes."""
     settings = server.settings
     count, size = settings.large_client_header_buffers
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
+    stream = CoalescingStream(socket_stream)
     try:
         while True:
             started = trio.current_time()
@@ -54,6 +56,11 @@ async def handle_pusher(worker, stream: trio.SocketStream, server: Server, remot
     except (ClientClosed, ClientTimeout, h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
         return
     finally:
+        with trio.move_on_after(settings.send_timeout):
+            try:
+                await stream.flush()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
         await trio.aclose_forcefully(stream)
 
 
