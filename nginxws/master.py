@@ -464,7 +464,10 @@ class Master:
         line = b""
         with trio.move_on_after(WORKER_START_TIMEOUT):
             while not line.endswith(b"\n"):
-                chunk = await worker.channel.receive_some()
+                try:
+                    chunk = await worker.channel.receive_some()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break  # the worker is gone (_supervise may have closed the channel)
                 if not chunk:
                     break
                 line += chunk

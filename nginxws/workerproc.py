@@ -57,10 +57,12 @@ class Order:
 def main() -> int:
     """Run one worker from the order on stdin; the process's exit status."""
     signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    # Outside the worker's own handlers an INT (a terminal's Ctrl-C reaches
-    # every process) must not raise KeyboardInterrupt; the master stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Outside the worker's own handlers (before they are in place, and while
+    # the worker exits) every signal is ignored: a terminal's Ctrl-C reaches
+    # every process of the group, and the master's TERM then comes second;
+    # neither may kill a worker that is already shutting down.
+    for signum in (signal.SIGHUP, *WORKER_SIGNALS):
+        signal.signal(signum, signal.SIG_IGN)
     order: Order = pickle.loads(_read_order())
 
     import setproctitle

@@ -499,6 +499,16 @@ def test_term_is_fast_and_closes_sessions_with_1001(start_master):
 # -- logs -----------------------------------------------------------------------------
 
 
+def test_ctrl_c_to_the_whole_process_group_is_a_clean_fast_shutdown(start_master):
+    # A terminal's Ctrl-C sends INT to every process of the group: the workers
+    # get it directly and the master's TERM after it; none may die of a signal.
+    master = start_master(workers=2)
+    os.killpg(master.pid, signal.SIGINT)
+    assert master.run.wait_exit() == 0
+    master.wait_log(r"\[notice\] \d+#0: exit$", count=3)
+    assert "exited on signal" not in master.error_log()
+
+
 def test_usr1_reopens_a_rotated_access_log(start_master):
     master = start_master(workers=2)
     ports = list(master.worker_ports())
