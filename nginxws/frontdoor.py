@@ -22,7 +22,7 @@ import trio
 
 from nginxws.conf.model import HttpSettings, Location, Server
 from nginxws.log import AccessEntry
-from nginxws.http import ClientClosed, ClientTimeout, next_event, send_error, send_response
+from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, next_event, send_error, send_response
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, run_session
 
@@ -123,21 +123,22 @@ async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: 
     first = True
     try:
         while True:
-            timeout = settings.client_header_timeout if first else settings.keepalive_timeout
-            started = trio.current_time()
+            if not first and not h.trailing_data[0]:
+                # As nginx: an idle keep-alive connection waits keepalive_timeout
+                # for the next request to begin, then client_header_timeout for
+                # the rest of its head; an idle one is closed without a word.
+                with trio.move_on_after(settings.keepalive_timeout):
+                    h.receive_data(await stream.receive_some(RECEIVE_BYTES))
+                if not h.trailing_data[0] and not h.trailing_data[1]:
+                    return
             exchange = Exchange(None, default, conn)
             try:
-                if not first and not h.trailing_data[0]:
-                    # Idle keep-alive: wait for the next request quietly.
-                    event = await next_event(h, stream, started + settings.keepalive_timeout)
-                else:
-                    event = await next_event(h, stream, started + timeout)
+                event = await next_event(h, stream, trio.current_time() + settings.client_header_timeout)
             except ClientTimeout:
-                if first or h.their_state is h11.SEND_BODY or h.trailing_data[0]:
-                    worker.error_log.info("client timed out while reading client request headers", conn=conn)
-                    exchange.status = 408
-                    exchange.sent = await send_error(h, stream, 408, tokens=settings.server_tokens, close=True)
-                    worker.log_access(exchange, remote, local)
+                worker.error_log.info("client timed out while reading client request headers", conn=conn)
+                exchange.status = 408
+                exchange.sent = await send_error(h, stream, 408, tokens=settings.server_tokens, close=True)
+                worker.log_access(exchange, remote, local)
                 return
             except h11.RemoteProtocolError as err:
                 await _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn)

@@ -483,6 +483,24 @@ def test_request_that_never_finishes_gets_408(start_server):
     assert_still_serving(server)
 
 
+def test_keepalive_waits_keepalive_timeout_then_client_header_timeout(start_server):
+    server = start_server(http="client_header_timeout 1s; keepalive_timeout 2s;",
+                          locations='location = /health { return 200 "ok"; }')
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # idle: closed quietly after keepalive_timeout
+        assert 1.5 < time.monotonic() - started < 4
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /health HTTP/1.1\r\n")  # the next request stalls
+        started = time.monotonic()
+        assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
+        assert 0.8 < time.monotonic() - started < 1.8
+
+
 def test_huge_headers_get_400_and_long_uri_414(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
