@@ -22,7 +22,7 @@ import trio
 
 from nginxws.conf.model import HttpSettings, Location, Server
 from nginxws.log import AccessEntry
-from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, next_event, send_error, send_response
+from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, header, next_event, send_error, send_response
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, run_session
 
@@ -36,13 +36,6 @@ WSPROTO_DECODES = {
     b"sec-websocket-extensions": "ascii",
     b"sec-websocket-protocol": "ascii",
 }
-
-
-def _header(request: h11.Request, name: bytes) -> bytes | None:
-    for key, value in request.headers:
-        if key == name:
-            return value
-    return None
 
 
 def _tokens(request: h11.Request, name: bytes) -> set[bytes]:
@@ -63,9 +56,9 @@ def handshake_problem(request: h11.Request) -> int | None:
         return 426
     if request.method != b"GET" or b"upgrade" not in _tokens(request, b"connection"):
         return 400
-    if _header(request, b"sec-websocket-version") != b"13":
+    if header(request, b"sec-websocket-version") != b"13":
         return 426
-    key = _header(request, b"sec-websocket-key")
+    key = header(request, b"sec-websocket-key")
     try:
         if key is None or len(base64.b64decode(key, validate=True)) != 16:
             return 400
@@ -202,7 +195,7 @@ async def _handle_request(
 ) -> Upgrade | None:
     """Answer one request, or return the WebSocket handshake it is."""
     group = worker.router.servers_for(local)
-    host = target_host(request.target) or _header(request, b"host")
+    host = target_host(request.target) or header(request, b"host")
     head = request.method == b"HEAD"
     if host is not None and normalize_host(host) is None:
         exchange.server = group.default_server
@@ -225,7 +218,7 @@ async def _handle_request(
         settings = exchange.settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
-    length = _header(request, b"content-length")
+    length = header(request, b"content-length")
     if length is not None and length.isdigit() and int(length) > settings.client_max_body_size:
         worker.error_log.error(
             f"client intended to send too large body: {int(length)} bytes", conn=conn
@@ -280,7 +273,7 @@ async def _return(h, stream, exchange, answer, settings, head, request) -> None:
     if answer.code in REDIRECT_CODES and answer.text is not None:
         target = answer.text
         if target.startswith("/"):
-            host = _header(request, b"host")
+            host = header(request, b"host")
             target = f"http://{host.decode('latin-1') if host else 'localhost'}{target}"
         exchange.sent = await send_error(
             h, stream, answer.code, tokens=settings.server_tokens, head=head,

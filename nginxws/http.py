@@ -76,6 +76,14 @@ def error_page(status: int, tokens: bool) -> bytes:
     ).encode()
 
 
+def header(request: h11.Request, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case) of ``request``, or None."""
+    for key, value in request.headers:
+        if key == name:
+            return value
+    return None
+
+
 class CoalescingStream(trio.abc.Stream):
     """A stream whose writes wait until it is read from again.
 

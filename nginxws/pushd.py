@@ -18,8 +18,8 @@ import h11
 import trio
 
 from nginxws.conf.model import Server
-from nginxws.frontdoor import Exchange, _header
-from nginxws.http import ClientClosed, ClientTimeout, CoalescingStream, next_event, send_response
+from nginxws.frontdoor import Exchange
+from nginxws.http import ClientClosed, ClientTimeout, CoalescingStream, header, next_event, send_response
 from nginxws.registry import Push, PushError, push_id_from, push_message
 from nginxws.routing import normalize_path, select_location
 
@@ -97,12 +97,12 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
         await _read_body(h, stream, server.settings.client_body_timeout, 0, drop=True)
         raise PushError(404, "no websocket location here")
     limit = location.websocket.max_message_size
-    length = _header(request, b"content-length")
+    length = header(request, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PushError(413, "push body too large")
     body = await _read_body(h, stream, location.settings.client_body_timeout, limit)
-    push_id = push_id_from(_header(request, b"authorization"), query)
-    message = push_message(body, _header(request, b"content-type"), limit)
+    push_id = push_id_from(header(request, b"authorization"), query)
+    message = push_message(body, header(request, b"content-type"), limit)
     exchange.settings = location.settings
     worker.registry.deliver(Push(push_id, message), location)
     return 204
