@@ -18,6 +18,7 @@ over exactly the phase it measures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import base64
 import hashlib
 import os
@@ -469,7 +470,7 @@ async def connect_clients(
             index = next_index
             next_index += 1
             _transport, client = await loop.create_connection(
-                lambda: WSClient(index, target, on_message), HOST, target.port
+                functools.partial(WSClient, index, target, on_message), HOST, target.port
             )
             clients.append(client)
             await client.ready
@@ -563,7 +564,7 @@ async def handshake_scenario(
             client: WSClient | None = None
             try:
                 _transport, client = await loop.create_connection(
-                    lambda: WSClient(index, target, ignore), HOST, target.port
+                    functools.partial(WSClient, index, target, ignore), HOST, target.port
                 )
                 await client.ready
                 client.close()

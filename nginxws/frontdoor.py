@@ -20,7 +20,7 @@ import time
 import h11
 import trio
 
-from nginxws.conf.model import HttpSettings, Location, Server
+from nginxws.conf.model import HttpSettings, Server
 from nginxws.log import AccessEntry
 from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, header, next_event, send_error, send_response
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host

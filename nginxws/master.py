@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import socket
 import sys

@@ -16,7 +16,6 @@ import pytest
 
 from run_autobahn import (
     Agent,
-    AgentResult,
     HarnessError,
     build_spec,
     case_key,

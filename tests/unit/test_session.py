@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 from nginxws.session import Action, PushAddress, Timers, new_id, welcome_message
 
