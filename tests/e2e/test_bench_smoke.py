@@ -1,0 +1,22 @@
+"""The benchmark harness keeps working: every scenario at tiny counts, nginxws and its Python peer.
+
+No figure is asserted (the machines are shared and noisy); the run must only
+deliver every push exactly once to the right client, which the harness checks
+and reports with its exit status.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+
+def test_bench_smoke_run_loses_and_misroutes_nothing(nginxws_bin, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--no-venv", "--systems", "nginxws,websockets",
+         "--nginxws-bin", nginxws_bin, "--time-limit", "120"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 |" in result.stdout
