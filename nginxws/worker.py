@@ -32,7 +32,7 @@ import traceback
 import setproctitle
 import trio
 
-from nginxws.conf.model import Config, Location, Server
+from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.frontdoor import Exchange, handle_client
 from nginxws.http import server_header
 from nginxws.log import AccessLogger, ErrorLogger
@@ -46,14 +46,6 @@ FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
 ACCEPT_RETRY = 0.1  # pause after EMFILE/ENFILE, as trio's serve_listeners does
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-
-
-def websocket_locations(locations: tuple[Location, ...]):
-    """Every location with ``websocket``, nested ones included, in file order."""
-    for location in locations:
-        if location.websocket is not None:
-            yield location
-        yield from websocket_locations(location.locations)
 
 
 def host_addresses(family: int) -> list[str]:

@@ -32,6 +32,7 @@ from nginxws.conf.model import (
     Location,
     Server,
     SourceFile,
+    websocket_locations,
 )
 from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
 
@@ -173,8 +174,28 @@ class Build:
                     where=srv.where,
                 )
             )
+        for server in servers:
+            self._check_push_settings(server)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
         return Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+
+    def _check_push_settings(self, server: Server) -> None:
+        """Warn where a location's push_listen/push_host cannot apply.
+
+        A worker has one push listener per server, set up from the server's
+        first websocket location; a later one that asks for another is told.
+        """
+        first, *others = list(websocket_locations(server.locations)) or [None]
+        for location in others:
+            ws, decided = location.websocket, first.websocket
+            if (ws.push_listen, ws.push_host) != (decided.push_listen, decided.push_host):
+                self.warnings.append(str(ConfigError(
+                    f'"push_listen" and "push_host" of location "{location.pattern}" are ignored: '
+                    f'the server\'s first websocket location "{first.pattern}" sets them',
+                    location.where.file if location.where else None,
+                    location.where.line if location.where else None,
+                    level="warn",
+                )))
 
 
 def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:

@@ -153,6 +153,14 @@ class Location:
     where: Where | None = field(default=None, compare=False)
 
 
+def websocket_locations(locations: tuple[Location, ...]):
+    """Every location with ``websocket``, nested ones included, in file order."""
+    for location in locations:
+        if location.websocket is not None:
+            yield location
+        yield from websocket_locations(location.locations)
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     """A ``server`` block."""

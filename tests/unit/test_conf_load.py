@@ -167,3 +167,18 @@ def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load(str(tmp_path / "nginx.conf"))
     assert "nested deeper than" in str(err.value)
+
+
+def test_push_settings_of_a_later_websocket_location_warn(tmp_path: Path) -> None:
+    write(tmp_path, {"nginx.conf": EVENTS + (
+        "http { server {\n"
+        "  location /a { websocket push_host=a.example; }\n"
+        "  location /b { websocket push_host=b.example; }\n"
+        "  location /c { websocket push_host=a.example; }\n"
+        "} }\n"
+    )})
+    cfg = load(str(tmp_path / "nginx.conf"))
+    assert cfg.warnings == (
+        '[warn] "push_listen" and "push_host" of location "/b" are ignored: '
+        f'the server\'s first websocket location "/a" sets them in {tmp_path}/nginx.conf:4',
+    )
