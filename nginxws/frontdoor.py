@@ -24,7 +24,7 @@ from nginxws.conf.model import HttpSettings, Server
 from nginxws.log import AccessEntry
 from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, header, next_event, send_error, send_response
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
-from nginxws.wsconn import Upgrade, run_session
+from nginxws.wsconn import Upgrade, replay_request, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 # Handshake headers wsproto decodes, and how.  A value it cannot decode
@@ -144,8 +144,11 @@ async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: 
             exchange.request = event
             upgrade = await _handle_request(worker, h, stream, event, exchange, local, conn)
             if upgrade is not None:
-                # An open session keeps nothing of the HTTP connection.
-                del h
+                # An open session keeps nothing of the HTTP connection, nor of
+                # the request unless an access log will want it at the end.
+                del h, event
+                if not exchange.settings.access_logs:
+                    exchange.request = None
                 exchange.status, exchange.sent = await run_session(worker, stream, upgrade, conn)
                 worker.log_access(exchange, remote, local)
                 return
@@ -228,7 +231,7 @@ async def _handle_request(
     if location is not None and location.websocket is not None and answer is None:
         problem = handshake_problem(request)
         if problem is None:
-            return Upgrade(request, h.trailing_data[0], server, location, path)
+            return Upgrade(replay_request(request, h.trailing_data[0]), server, location, path)
         await _discard_body(h, stream, settings)
         extra = []
         if problem == 426:

@@ -11,7 +11,7 @@ removed from the registry, so a later push to its ID is 404.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h11
 import trio
@@ -117,7 +117,7 @@ class Session:
     push_id: str
     conn: int
     location: Location
-    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    cancel_scope: trio.CancelScope | None = None  # the session's tasks, once they run
     ws: object = None
     close_code: int | None = None
     close_reason: str | None = None
@@ -127,7 +127,8 @@ class Session:
         """Ask the session to close with ``code`` (from any task)."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-        self.cancel_scope.cancel()
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
 
 
 class Outbox:
@@ -183,8 +184,7 @@ NOTHING = object()
 class Upgrade:
     """A valid handshake the front door hands over: all a session needs of HTTP."""
 
-    request: h11.Request
-    trailing: bytes  # what the client sent after the handshake request
+    handshake: bytes  # the request as bytes again (``replay_request``), for trio-websocket
     server: Server
     location: Location
     path: str
@@ -200,7 +200,7 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     settings: WebSocket = location.websocket
     send_timeout = location.settings.send_timeout
     timers = Timers(settings.pingintvl, settings.idleintvl, trio.current_time())
-    client = ClientStream(stream, replay_request(upgrade.request, upgrade.trailing), timers)
+    client = ClientStream(stream, upgrade.handshake, timers)
     push_id = new_id()
     session = Session(push_id, conn, location)
     outbox = Outbox(settings.push_queue)
@@ -222,14 +222,14 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
         worker.add_session(session)
         worker.registry.add(push_id, Entry(location, outbox.offer))
         try:
-            with session.cancel_scope:
+            async with trio.open_nursery() as tasks:
+                session.cancel_scope = tasks.cancel_scope
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
                     await _send(ws, session, welcome, send_timeout)
-                async with trio.open_nursery() as tasks:
-                    tasks.start_soon(_pushes_and_timers, ws, session, outbox, timers, send_timeout, tasks)
-                    await _echo_loop(ws, session, send_timeout)
-                    tasks.cancel_scope.cancel()
+                tasks.start_soon(_pushes_and_timers, ws, session, outbox, timers, send_timeout, tasks)
+                await _echo_loop(ws, session, send_timeout)
+                tasks.cancel_scope.cancel()
         finally:
             worker.registry.remove(push_id)
             outbox.closed = True
