@@ -21,7 +21,7 @@ http {{
     access_log {prefix}/access.log;
     {http}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
         {server}
         location /ws {{ websocket {websocket}; }}
         {locations}
@@ -73,13 +73,17 @@ class Server:
 
 @pytest.fixture
 def start_server(run_nginxws, free_port, tmp_path):
-    """``start_server(websocket=..., http=..., server=..., locations=...)`` -> Server."""
+    """``start_server(websocket=..., http=..., server=..., locations=..., listen=...)`` -> Server.
+
+    ``listen`` is the server's listen address, ``{port}`` standing for a free port.
+    """
     started: list[Server] = []
 
-    def start(*, websocket: str = "", http: str = "", server: str = "", locations: str = "") -> Server:
+    def start(*, websocket: str = "", http: str = "", server: str = "", locations: str = "",
+              listen: str = "127.0.0.1:{port}") -> Server:
         port = free_port()
         text = CONF.format(prefix=tmp_path, port=port, websocket=websocket, http=http,
-                           server=server, locations=locations)
+                           server=server, locations=locations, listen=listen.format(port=port))
         started.append(Server(run_nginxws(text), port))
         return started[-1]
 

@@ -86,44 +86,22 @@ def test_push_listen_fixes_the_push_port(start_server, free_port):
         assert receive(ws) == "fixed"
 
 
-def test_wildcard_listen_advertises_the_host_names_addresses(run_nginxws, free_port, tmp_path):
+def test_wildcard_listen_advertises_the_host_names_addresses(start_server):
     # As the original did: a server on every address advertises its host name's IPv4 addresses.
-    port = free_port()
-    run_nginxws(f"""
-        daemon off; master_process off; error_log stderr info; pid {tmp_path}/any.pid;
-        events {{ }}
-        http {{
-            access_log off;
-            server {{
-                listen {port};
-                location /ws {{ websocket; }}
-            }}
-        }}
-    """)
+    server = start_server(listen="{port}")
     try:
         expected = socket.gethostbyname_ex(socket.gethostname())[2]
     except OSError:
         expected = ["127.0.0.1"]
-    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5) as ws:
+    with connect(server.url, open_timeout=5) as ws:
         urls = push_urls(receive(ws))
     assert [url["host"] for url in urls] == expected
     assert len({url["port"] for url in urls}) == 1
 
 
-def test_ipv6_listen_advertises_a_bracketed_address(run_nginxws, free_port, tmp_path):
-    port = free_port()
-    run_nginxws(f"""
-        daemon off; master_process off; error_log stderr info; pid {tmp_path}/v6.pid;
-        events {{ }}
-        http {{
-            access_log off;
-            server {{
-                listen [::1]:{port};
-                location /ws {{ websocket; }}
-            }}
-        }}
-    """)
-    with connect(f"ws://[::1]:{port}/ws", open_timeout=5) as ws:
+def test_ipv6_listen_advertises_a_bracketed_address(start_server):
+    server = start_server(listen="[::1]:{port}")
+    with connect(f"ws://[::1]:{server.port}/ws", open_timeout=5) as ws:
         (url,) = push_urls(receive(ws))
         assert url["host"] == "[::1]"
         assert push(url.group(0), "six").status_code == 204
