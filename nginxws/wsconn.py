@@ -112,13 +112,9 @@ def replay_request(request: h11.Request, trailing: bytes) -> bytes:
 
 @dataclass(eq=False, slots=True)
 class Session:
-    """A live session as the worker tracks it (for shutdown and logs)."""
+    """A live session as the worker tracks it: how to end it, and why it ended."""
 
-    push_id: str
-    conn: int
-    location: Location
     cancel_scope: trio.CancelScope | None = None  # the session's tasks, once they run
-    ws: object = None
     close_code: int | None = None
     close_reason: str | None = None
     timed_out: bool = False  # a send took over send_timeout: drop, no close handshake
@@ -202,7 +198,7 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     timers = Timers(settings.pingintvl, settings.idleintvl, trio.current_time())
     client = ClientStream(stream, upgrade.handshake, timers)
     push_id = new_id()
-    session = Session(push_id, conn, location)
+    session = Session()
     outbox = Outbox(settings.push_queue)
 
     async with trio.open_nursery() as nursery:
@@ -218,7 +214,7 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             nursery.cancel_scope.cancel()
             return CLIENT_CLOSED_REQUEST, client.bytes_sent
-        session.ws = client.ws = ws
+        client.ws = ws
         worker.add_session(session)
         worker.registry.add(push_id, Entry(location, outbox.offer))
         try:
