@@ -34,7 +34,6 @@ import trio
 
 from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.frontdoor import Exchange, handle_client
-from nginxws.http import server_header
 from nginxws.log import AccessLogger, ErrorLogger
 from nginxws.pushd import handle_pusher
 from nginxws.registry import Registry
@@ -72,7 +71,6 @@ class Worker:
         self.router = Router(config.http)
         self.registry = Registry()
         self.sessions: set[Session] = set()
-        self.server_header = server_header(True)
         self._access_logs: dict[tuple, AccessLogger] = {}
         self._push_addresses: dict[int, tuple[PushAddress, ...]] = {}
         self._conn_ids = itertools.count(1)

@@ -19,6 +19,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 from wsproto.frame_protocol import FrameProtocol
 
 from nginxws.conf.model import Location, Server, WebSocket
+from nginxws.http import server_header
 from nginxws.registry import Entry
 from nginxws.session import (
     IDLE_CLOSE_CODE,
@@ -210,7 +211,9 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
                 max_message_size=settings.max_message_size,
                 receive_buffer_size=RECEIVE_BUFFER,
             )
-            ws = await ws_request.accept(extra_headers=[(b"Server", worker.server_header)])
+            ws = await ws_request.accept(
+                extra_headers=[(b"Server", server_header(location.settings.server_tokens))]
+            )
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             nursery.cancel_scope.cancel()
             return CLIENT_CLOSED_REQUEST, client.bytes_sent

@@ -334,6 +334,13 @@ def test_pushes_do_not_keep_a_dead_client_alive(start_server):
 # -- front door ------------------------------------------------------------
 
 
+def test_server_tokens_off_hides_the_version_in_the_handshake(start_server):
+    server = start_server(http="server_tokens off;")
+    with connect(server.url, open_timeout=5) as ws:
+        assert ws.response.headers["Server"] == "nginxws"
+    assert httpx.get(f"http://127.0.0.1:{server.port}/nothing", timeout=5).headers["server"] == "nginxws"
+
+
 def test_plain_get_on_websocket_location_is_426(server):
     response = httpx.get(f"http://127.0.0.1:{server.port}/ws", timeout=5)
     assert response.status_code == 426
