@@ -63,9 +63,7 @@ def open_listen(listen: Listen) -> list[socket.socket]:
             sock.close()
             for other in result:
                 other.close()
-            raise BindError(
-                f"bind() to {_describe(listen)} failed ({err.errno}: {os.strerror(err.errno or 0)})"
-            ) from None
+            raise _bind_failed(listen, err) from None
         sock.set_inheritable(True)
         result.append(sock)
     return result
@@ -82,8 +80,10 @@ def _bind_unix(listen: Listen) -> socket.socket:
         sock.listen(listen.backlog)
     except OSError as err:
         sock.close()
-        raise BindError(
-            f"bind() to unix:{path} failed ({err.errno}: {os.strerror(err.errno or 0)})"
-        ) from None
+        raise _bind_failed(listen, err) from None
     sock.set_inheritable(True)
     return sock
+
+
+def _bind_failed(listen: Listen, err: OSError) -> BindError:
+    return BindError(f"bind() to {_describe(listen)} failed ({err.errno}: {os.strerror(err.errno or 0)})")

@@ -64,9 +64,9 @@ def accepts(address: tuple[str, int]) -> bool:
         return False
 
 
-def living_members(pgid: int) -> list[int]:
-    """The processes, zombies excepted, of a process group (Linux /proc)."""
-    members = []
+def processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process (Linux /proc)."""
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -75,10 +75,24 @@ def living_members(pgid: int) -> list[int]:
                 fields = stat.read().rpartition(")")[2].split()
         except OSError:
             continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+        found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return found
+
+
+def living_members(pgid: int) -> list[int]:
+    """The processes, zombies excepted, of a process group."""
+    return [pid for pid, state, _, pgrp in processes() if pgrp == pgid and state != "Z"]
+
+
+def fd_targets(pid: int) -> list[str]:
+    """What each open descriptor of ``pid`` points at (``socket:[123]``, a path...)."""
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return targets
 
 
 @dataclass

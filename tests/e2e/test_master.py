@@ -32,7 +32,7 @@ import pytest
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from processes import poll
+from processes import fd_targets, poll, processes
 from wsclient import RawClient
 
 TIMEOUT = 10.0  # seconds for any one wait in these tests
@@ -103,31 +103,13 @@ class Master:
 
 
 def children(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every child of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append((int(entry.name), fields[0]))
-    return found
+    """(pid, state) of every child of ``pid``."""
+    return [(child, state) for child, state, parent, _ in processes() if parent == pid]
 
 
 def descriptors(pid: int) -> Counter:
     """What the open descriptors of ``pid`` are, by kind (``socket``, ``pipe``, a path...)."""
-    kinds = Counter()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        kinds[target.split(":")[0] if ":[" in target else target] += 1
-    return kinds
+    return Counter(target.split(":")[0] if ":[" in target else target for target in fd_targets(pid))
 
 
 def alive(pid: int) -> bool:
@@ -392,15 +374,7 @@ def listening_sockets(pid: int, port: int) -> set[str]:
     wanted = f"0100007F:{port:04X}"
     with open("/proc/net/tcp") as table:
         inodes = {f[9] for f in (line.split() for line in table) if f[1] == wanted and f[3] == "0A"}
-    found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            found.add(target[8:-1])
-    return found
+    return {target[8:-1] for target in fd_targets(pid) if target.startswith("socket:[") and target[8:-1] in inodes}
 
 
 def test_reuseport_gives_every_worker_its_own_socket_and_reload_strands_no_client(start_master):
