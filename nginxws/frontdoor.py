@@ -23,6 +23,7 @@ import trio
 from nginxws.conf.model import HttpSettings, Server
 from nginxws.log import AccessEntry
 from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, header, next_event, send_error, send_response
+from nginxws.netio import SocketStream
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, replay_request, run_session
 
@@ -106,7 +107,7 @@ class Exchange:
         )
 
 
-async def handle_client(worker, stream: trio.SocketStream, local, remote, conn: int) -> None:
+async def handle_client(worker, stream: SocketStream, local, remote, conn: int) -> None:
     """Serve one client connection until it closes or becomes a WebSocket."""
     group = worker.router.servers_for(local)
     default = group.default_server

@@ -45,8 +45,14 @@ def reason(status: int) -> str:
         return ""
 
 
+_REASON_BYTES = {int(status): reason(int(status)).encode() for status in (*HTTPStatus, *_REASONS)}
+_SERVER = {True: f"nginxws/{__version__}".encode(), False: b"nginxws"}
+# Statuses whose answer has no body, and so no Content-Length (as nginx).
+_NO_BODY = frozenset({204, 304})
+
+
 def server_header(tokens: bool) -> bytes:
-    return f"nginxws/{__version__}".encode() if tokens else b"nginxws"
+    return _SERVER[tokens]
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -126,18 +132,29 @@ async def next_event(
     Raises ClientTimeout when the deadline passes and ClientClosed when the
     client goes away before an event is complete.
     """
+    event = conn.next_event()
+    if event is not h11.NEED_DATA:
+        return event
+    with trio.move_on_at(deadline):
+        return await receive_event(conn, stream)
+    raise ClientTimeout
+
+
+async def receive_event(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event | type[h11.PAUSED]:
+    """The next h11 event, reading from ``stream`` as long as it takes.
+
+    The caller bounds the time; ClientClosed when the client goes away
+    before an event is complete.
+    """
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        with trio.move_on_at(deadline):
-            try:
-                data = await stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise ClientClosed from None
-            conn.receive_data(data)
-            continue
-        raise ClientTimeout
+        try:
+            data = await stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ClientClosed from None
+        conn.receive_data(data)
 
 
 async def send_response(
@@ -152,19 +169,14 @@ async def send_response(
     close: bool = False,
 ) -> int:
     """Send one complete response; returns the number of body bytes sent."""
-    all_headers = [
-        (b"Server", server_header(tokens)),
-        (b"Date", http_date()),
-        *headers,
-        (b"Content-Length", str(len(body)).encode()),
-    ]
+    wire_status = _WIRE_STATUS.get(status, status)
+    all_headers = [(b"Server", _SERVER[tokens]), (b"Date", http_date()), *headers]
+    if wire_status not in _NO_BODY:
+        all_headers.append((b"Content-Length", b"%d" % len(body)))
     if close:
         all_headers.append((b"Connection", b"close"))
-    wire_status = _WIRE_STATUS.get(status, status)
     data = conn.send(
-        h11.Response(
-            status_code=wire_status, headers=all_headers, reason=reason(wire_status).encode()
-        )
+        h11.Response(status_code=wire_status, headers=all_headers, reason=_REASON_BYTES.get(wire_status, b""))
     )
     if body and not head:
         data += conn.send(h11.Data(data=body))

@@ -19,7 +19,14 @@ import trio
 
 from nginxws.conf.model import Server
 from nginxws.frontdoor import Exchange
-from nginxws.http import ClientClosed, ClientTimeout, CoalescingStream, header, next_event, send_response
+from nginxws.http import (
+    ClientClosed,
+    CoalescingStream,
+    header,
+    receive_event,
+    send_response,
+)
+from nginxws.netio import SocketStream
 from nginxws.registry import Push, PushError, push_id_from, push_message
 from nginxws.routing import normalize_path, select_location
 
@@ -27,54 +34,59 @@ ALLOW = (b"Allow", b"POST, OPTIONS")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
-async def handle_pusher(worker, socket_stream: trio.SocketStream, server: Server, remote, local, conn: int) -> None:
-    """Serve one push connection until it closes."""
+async def handle_pusher(worker, socket_stream: SocketStream, server: Server, remote, local, conn: int) -> None:
+    """Serve one push connection until it closes.
+
+    One cancel scope bounds every wait of the connection; its deadline moves
+    to what the connection waits for (``keepalive_timeout`` for the next
+    request, ``client_body_timeout`` for the rest of a body).  When it
+    passes, the connection is closed without an answer, as nginx does.
+    """
     settings = server.settings
     count, size = settings.large_client_header_buffers
     h = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
     stream = CoalescingStream(socket_stream)
-    try:
-        while True:
-            started = trio.current_time()
-            try:
-                event = await next_event(h, stream, started + settings.keepalive_timeout)
-            except ClientTimeout:
-                return
-            except h11.RemoteProtocolError as err:
-                if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await send_response(h, stream, err.error_status_hint, [TEXT], f"{err}\n".encode(),
-                                        tokens=settings.server_tokens, close=True)
-                return
-            if not isinstance(event, h11.Request):
-                return
-            exchange = Exchange(event, server, conn)
-            await _answer(worker, h, stream, event, server, exchange)
-            worker.log_access(exchange, remote, local)
-            if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-                return
-            h.start_next_cycle()
-    except (ClientClosed, ClientTimeout, h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    finally:
-        with trio.move_on_after(settings.send_timeout):
-            try:
-                await stream.flush()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-        await trio.aclose_forcefully(stream)
+    with trio.CancelScope() as timeout:
+        try:
+            while True:
+                timeout.deadline = trio.current_time() + settings.keepalive_timeout
+                try:
+                    event = await receive_event(h, stream)
+                except h11.RemoteProtocolError as err:
+                    if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        await send_response(h, stream, err.error_status_hint, [TEXT], f"{err}\n".encode(),
+                                            tokens=settings.server_tokens, close=True)
+                    return
+                if not isinstance(event, h11.Request):
+                    return
+                exchange = Exchange(event, server, conn)
+                await _answer(worker, h, stream, event, server, exchange, timeout)
+                worker.log_access(exchange, remote, local)
+                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                    return
+                h.start_next_cycle()
+        except (ClientClosed, h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            with trio.CancelScope(deadline=trio.current_time() + settings.send_timeout, shield=True):
+                try:
+                    await stream.flush()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            await trio.aclose_forcefully(stream)
 
 
-async def _answer(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange) -> None:
+async def _answer(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange, timeout) -> None:
     settings = server.settings
     try:
         if request.method == b"OPTIONS":
-            await _read_body(h, stream, settings.client_body_timeout, 0, drop=True)
+            await _read_body(h, stream, timeout, settings.client_body_timeout, 0, drop=True)
             status, headers = 204, [ALLOW]
         elif request.method != b"POST":
-            await _read_body(h, stream, settings.client_body_timeout, 0, drop=True)
+            await _read_body(h, stream, timeout, settings.client_body_timeout, 0, drop=True)
             raise PushError(405, "method not allowed")
         else:
-            status, headers = await _push(worker, h, stream, request, server, exchange), []
+            status, headers = await _push(worker, h, stream, request, server, exchange, timeout), []
     except PushError as err:
         exchange.status = err.status
         extra = [ALLOW] if err.status == 405 else []
@@ -89,18 +101,18 @@ async def _answer(worker, h, stream, request: h11.Request, server: Server, excha
     exchange.sent = await send_response(h, stream, status, headers, b"", tokens=settings.server_tokens)
 
 
-async def _push(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange) -> int:
+async def _push(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange, timeout) -> int:
     target, _, query = request.target.partition(b"?")
     path = normalize_path(target)
     location = select_location(server.locations, path) if path is not None else None
     if location is None or location.websocket is None:
-        await _read_body(h, stream, server.settings.client_body_timeout, 0, drop=True)
+        await _read_body(h, stream, timeout, server.settings.client_body_timeout, 0, drop=True)
         raise PushError(404, "no websocket location here")
     limit = location.websocket.max_message_size
     length = header(request, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PushError(413, "push body too large")
-    body = await _read_body(h, stream, location.settings.client_body_timeout, limit)
+    body = await _read_body(h, stream, timeout, location.settings.client_body_timeout, limit)
     push_id = push_id_from(header(request, b"authorization"), query)
     message = push_message(body, header(request, b"content-type"), limit)
     exchange.settings = location.settings
@@ -108,13 +120,16 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
     return 204
 
 
-async def _read_body(h, stream, timeout: float, limit: int, *, drop: bool = False) -> bytes:
-    """The request body, up to ``limit`` bytes (413 past it) within ``timeout``."""
-    deadline = trio.current_time() + timeout
+async def _read_body(h, stream, timeout: trio.CancelScope, seconds: float, limit: int, *, drop: bool = False) -> bytes:
+    """The request body, up to ``limit`` bytes (413 past it), each wait for
+    more of it bounded by ``seconds`` (``timeout``'s deadline)."""
     parts: list[bytes] = []
     size = 0
     while True:
-        event = await next_event(h, stream, deadline)
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            timeout.deadline = trio.current_time() + seconds
+            event = await receive_event(h, stream)
         if isinstance(event, h11.Data):
             size += len(event.data)
             if drop:

@@ -35,6 +35,7 @@ import trio
 from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.frontdoor import Exchange, handle_client
 from nginxws.log import AccessLogger, ErrorLogger
+from nginxws.netio import Listener, SocketStream
 from nginxws.pushd import handle_pusher
 from nginxws.registry import Registry
 from nginxws.routing import Router
@@ -113,7 +114,7 @@ class Worker:
 
     async def run(self, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``."""
-        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+        listeners = [Listener(s) for s in sockets]
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = await self._open_push_listeners()
             async with trio.open_nursery() as connections:
@@ -124,7 +125,7 @@ class Worker:
                 await self._handle_signals(signals)
                 connections.cancel_scope.cancel()
 
-    async def _accept_clients(self, listeners: list[trio.SocketListener], connections: trio.Nursery) -> None:
+    async def _accept_clients(self, listeners: list[Listener], connections: trio.Nursery) -> None:
         with self.accept_scope:
             async with trio.open_nursery() as acceptors:
                 for listener in listeners:
@@ -162,7 +163,7 @@ class Worker:
             with trio.move_on_after(grace):
                 await self._drained.wait()
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery, server) -> None:
+    async def _accept_loop(self, listener: Listener, nursery: trio.Nursery, server) -> None:
         try:
             while True:
                 try:
@@ -182,7 +183,7 @@ class Worker:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
 
-    async def _serve(self, stream: trio.SocketStream, server: Server | None) -> None:
+    async def _serve(self, stream: SocketStream, server: Server | None) -> None:
         self.active += 1
         conn = next(self._conn_ids)
         try:
@@ -205,9 +206,9 @@ class Worker:
         finally:
             self.active -= 1
 
-    async def _open_push_listeners(self) -> list[tuple[Server, trio.SocketListener]]:
+    async def _open_push_listeners(self) -> list[tuple[Server, Listener]]:
         """Bind one push listener per server with a websocket location."""
-        opened: list[tuple[Server, trio.SocketListener]] = []
+        opened: list[tuple[Server, Listener]] = []
         for server in self.config.http.servers if self.config.http else ():
             found = next(websocket_locations(server.locations), None)
             if found is None:
@@ -228,7 +229,8 @@ class Worker:
                         f"bind() to {host}:{port} failed ({err.errno}: {os.strerror(err.errno)})"
                         if err.errno else f"bind() to {host}:{port} failed ({err})"
                     ) from None
-                for listener in listeners:
+                for trio_listener in listeners:
+                    listener = Listener(socket.socket(fileno=trio_listener.socket.detach()))
                     bound_host, bound_port = listener.socket.getsockname()[:2]
                     port = port or bound_port
                     opened.append((server, listener))

@@ -158,23 +158,16 @@ class Outbox:
             self._ready.set()
         return True
 
-    async def next(self, deadline: float) -> str | bytes | object:
-        """The next message, or ``NOTHING`` once ``deadline`` passes first."""
+    async def next(self) -> str | bytes:
+        """The next message, waiting for one as long as it takes."""
         while not self._queue:
             self._ready = trio.Event()
-            with trio.move_on_at(deadline):
-                await self._ready.wait()
-                continue
-            self._ready = None
-            return NOTHING
+            await self._ready.wait()
         self._ready = None
         message = self._queue.popleft()
         if not self._queue:
             self._queue = None
         return message
-
-
-NOTHING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +265,29 @@ async def _pushes_and_timers(
 ) -> None:
     """Send queued pushes; between them, keep the ping and idle timers.
 
-    One task does both (an idle connection costs one task fewer): it waits
-    for a push until the timers' next deadline, and a send is never cut by
-    a timer, only by ``send_timeout``.
+    One task does both (an idle connection costs one task fewer), under one
+    cancel scope whose deadline is the timers' next one while it waits for a
+    push and ``send_timeout`` from the start of each send while it sends: a
+    send is never cut by a timer, and the scope is not rebuilt per push.
     """
     while True:
-        message = await outbox.next(timers.deadline)
-        if message is not NOTHING:
-            await _send(ws, session, message, send_timeout)
-            continue
+        sending = False
+        with trio.CancelScope(deadline=timers.deadline) as scope:
+            while True:
+                message = await outbox.next()
+                scope.deadline = trio.current_time() + send_timeout
+                sending = True
+                try:
+                    await ws.send_message(message)
+                except ConnectionClosed:
+                    session.cancel_scope.cancel()
+                    return
+                sending = False
+                scope.deadline = timers.deadline
+        if sending:
+            session.timed_out = True
+            session.cancel_scope.cancel()
+            return
         action = timers.due(trio.current_time())
         if action is Action.PING:
             # trio-websocket's ping() returns only when the pong arrives, and
