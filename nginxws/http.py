@@ -17,6 +17,7 @@ import trio
 from nginxws import __version__
 
 RECEIVE_BYTES = 16 * 1024  # one read; nginx's default client_body_buffer_size
+LAZY_DELAY = 0.3  # seconds; nginx's NGX_TIMER_LAZY_DELAY
 
 # nginx's own reason phrases where they differ from the RFC's.
 _REASONS = {
@@ -88,6 +89,27 @@ def header(request: h11.Request, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def headers(request: h11.Request, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The first value of each header of ``names`` (lower case) that ``request`` has."""
+    found: dict[bytes, bytes] = {}
+    for key, value in request.headers:
+        if key in names and key not in found:
+            found[key] = value
+    return found
+
+
+def rearm(scope: trio.CancelScope, deadline: float) -> None:
+    """Move ``scope``'s deadline to ``deadline`` unless it is already within
+    ``LAZY_DELAY`` of it.
+
+    As nginx's lazy timers (``NGX_TIMER_LAZY_DELAY``): a busy connection then
+    moves its deadline a few times a second instead of on every request, at
+    the price of a timeout that may fire up to ``LAZY_DELAY`` early.
+    """
+    if abs(scope.deadline - deadline) >= LAZY_DELAY:
+        scope.deadline = deadline
 
 
 class CoalescingStream(trio.abc.Stream):
@@ -169,20 +191,36 @@ async def send_response(
     close: bool = False,
 ) -> int:
     """Send one complete response; returns the number of body bytes sent."""
-    wire_status = _WIRE_STATUS.get(status, status)
-    all_headers = [(b"Server", _SERVER[tokens]), (b"Date", http_date()), *headers]
-    if wire_status not in _NO_BODY:
-        all_headers.append((b"Content-Length", b"%d" % len(body)))
-    if close:
-        all_headers.append((b"Connection", b"close"))
-    data = conn.send(
-        h11.Response(status_code=wire_status, headers=all_headers, reason=_REASON_BYTES.get(wire_status, b""))
-    )
+    data = conn.send(_response(status, headers, len(body), tokens, close))
     if body and not head:
         data += conn.send(h11.Data(data=body))
     data += conn.send(h11.EndOfMessage())
     await stream.send_all(data)
     return 0 if head else len(body)
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], length: int, tokens: bool, close: bool) -> h11.Response:
+    """The response head; one without extra headers is built once a second
+    (h11 events are immutable, and validating headers is most of their cost)."""
+    date = http_date()
+    key = (status, length, tokens, close)
+    if not headers:
+        cached = _heads.get(key)
+        if cached is not None and cached[0] is date:
+            return cached[1]
+    wire_status = _WIRE_STATUS.get(status, status)
+    all_headers = [(b"Server", _SERVER[tokens]), (b"Date", date), *headers]
+    if wire_status not in _NO_BODY:
+        all_headers.append((b"Content-Length", b"%d" % length))
+    if close:
+        all_headers.append((b"Connection", b"close"))
+    response = h11.Response(status_code=wire_status, headers=all_headers, reason=_REASON_BYTES.get(wire_status, b""))
+    if not headers:
+        _heads[key] = (date, response)
+    return response
+
+
+_heads: dict[tuple[int, int, bool, bool], tuple[bytes, h11.Response]] = {}
 
 
 async def send_error(

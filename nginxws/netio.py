@@ -56,6 +56,8 @@ class SocketStream(trio.abc.Stream):
         self.socket = sock
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
         sock = self.socket
         size = max_bytes or DEFAULT_RECEIVE_SIZE
         await checkpoint_if_cancelled()
@@ -102,6 +104,8 @@ class SocketStream(trio.abc.Stream):
                     raise _stream_error(err) from None
 
     async def wait_send_all_might_not_block(self) -> None:
+        if self.socket.fileno() == -1:
+            raise trio.ClosedResourceError("this stream was closed")
         try:
             await wait_writable(self.socket)
         except OSError as err:

@@ -22,7 +22,8 @@ from nginxws.frontdoor import Exchange
 from nginxws.http import (
     ClientClosed,
     CoalescingStream,
-    header,
+    headers,
+    rearm,
     receive_event,
     send_response,
 )
@@ -32,6 +33,7 @@ from nginxws.routing import normalize_path, select_location
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
+PUSH_HEADERS = frozenset({b"content-length", b"authorization", b"content-type"})
 
 
 async def handle_pusher(worker, socket_stream: SocketStream, server: Server, remote, local, conn: int) -> None:
@@ -49,7 +51,7 @@ async def handle_pusher(worker, socket_stream: SocketStream, server: Server, rem
     with trio.CancelScope() as timeout:
         try:
             while True:
-                timeout.deadline = trio.current_time() + settings.keepalive_timeout
+                rearm(timeout, trio.current_time() + settings.keepalive_timeout)
                 try:
                     event = await receive_event(h, stream)
                 except h11.RemoteProtocolError as err:
@@ -109,12 +111,13 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
         await _read_body(h, stream, timeout, server.settings.client_body_timeout, 0, drop=True)
         raise PushError(404, "no websocket location here")
     limit = location.websocket.max_message_size
-    length = header(request, b"content-length")
+    found = headers(request, PUSH_HEADERS)
+    length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PushError(413, "push body too large")
     body = await _read_body(h, stream, timeout, location.settings.client_body_timeout, limit)
-    push_id = push_id_from(header(request, b"authorization"), query)
-    message = push_message(body, header(request, b"content-type"), limit)
+    push_id = push_id_from(found.get(b"authorization"), query)
+    message = push_message(body, found.get(b"content-type"), limit)
     exchange.settings = location.settings
     worker.registry.deliver(Push(push_id, message), location)
     return 204
@@ -128,7 +131,7 @@ async def _read_body(h, stream, timeout: trio.CancelScope, seconds: float, limit
     while True:
         event = h.next_event()
         if event is h11.NEED_DATA:
-            timeout.deadline = trio.current_time() + seconds
+            rearm(timeout, trio.current_time() + seconds)
             event = await receive_event(h, stream)
         if isinstance(event, h11.Data):
             size += len(event.data)

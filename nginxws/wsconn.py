@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 from wsproto.frame_protocol import FrameProtocol
 
 from nginxws.conf.model import Location, Server, WebSocket
-from nginxws.http import server_header
+from nginxws.http import LAZY_DELAY, rearm, server_header
 from nginxws.registry import Entry
 from nginxws.session import (
     IDLE_CLOSE_CODE,
@@ -266,16 +266,19 @@ async def _pushes_and_timers(
     """Send queued pushes; between them, keep the ping and idle timers.
 
     One task does both (an idle connection costs one task fewer), under one
-    cancel scope whose deadline is the timers' next one while it waits for a
-    push and ``send_timeout`` from the start of each send while it sends: a
-    send is never cut by a timer, and the scope is not rebuilt per push.
+    cancel scope, whose deadline is rearmed lazily (``http.rearm``): while
+    the task sends, it is ``send_timeout`` from the start of the send, so a
+    send is never cut by a timer; while it waits for a push, it is at the
+    latest the timers' next deadline.  A deadline that passes while waiting
+    only means "look at the timers"; one that passes while sending drops
+    the client.
     """
     while True:
         sending = False
         with trio.CancelScope(deadline=timers.deadline) as scope:
             while True:
                 message = await outbox.next()
-                scope.deadline = trio.current_time() + send_timeout
+                rearm(scope, trio.current_time() + send_timeout)
                 sending = True
                 try:
                     await ws.send_message(message)
@@ -283,7 +286,8 @@ async def _pushes_and_timers(
                     session.cancel_scope.cancel()
                     return
                 sending = False
-                scope.deadline = timers.deadline
+                if scope.deadline > timers.deadline + LAZY_DELAY:
+                    scope.deadline = timers.deadline
         if sending:
             session.timed_out = True
             session.cancel_scope.cancel()
