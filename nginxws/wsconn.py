@@ -1,17 +1,20 @@
 """One WebSocket session: handshake hand-off, welcome, echo, pushes, timers.
 
 The rules (what to send when) live in ``session``; this module runs them
-with trio.  A session runs three tasks: trio-websocket's reader, the echo
-loop (the connection's own task) and one task that sends pushes and keeps
-the ping/idle timers (plus a short-lived task per unanswered PING).  When
-any of them ends the connection, the session's tasks are cancelled and it is
-removed from the registry, so a later push to its ID is 404.
+with trio.  An idle session is two tasks: trio-websocket's reader, and the
+connection's own task, which echoes and keeps the ping/idle timers.  A
+sender task runs only while pushes wait, and a short-lived task per
+unanswered PING.  When any of them ends the connection, the session's tasks
+are cancelled and it is removed from the registry, so a later push to its
+ID is 404.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import h11
 import trio
@@ -131,43 +134,42 @@ class Session:
 class Outbox:
     """A session's pushed messages waiting to be sent, at most ``limit``.
 
-    ``offer`` never blocks (the registry answers 503 when it refuses); the
-    session's sender awaits ``next``.  Nothing is allocated until the first
-    push, and the queue is dropped again once empty: most connections are
-    idle most of the time, and a trio memory channel would cost every one of
-    them about 4 KB.
+    ``offer`` never blocks (the registry answers 503 when it refuses).  A
+    sender task runs only while messages wait: the first offer to an empty
+    outbox starts one (``start(outbox)``), and it ends when ``take`` finds
+    the queue empty.  Most connections are idle most of the time, and a
+    waiting task per connection would cost each of them about 2 KB.
     """
 
-    __slots__ = ("limit", "closed", "_queue", "_ready")
+    __slots__ = ("limit", "closed", "_queue", "_start")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, start: Callable[[Outbox], object]) -> None:
         self.limit = limit
         self.closed = False
-        self._queue: deque[str | bytes] | None = None
-        self._ready: trio.Event | None = None
+        self._queue: deque[str | bytes] | None = None  # not None while a sender runs
+        self._start = start
 
     def offer(self, message: str | bytes) -> bool:
         if self.closed:
             return False
         if self._queue is None:
-            self._queue = deque()
-        elif len(self._queue) >= self.limit:
+            self._queue = deque((message,))
+            self._start(self)
+            return True
+        if len(self._queue) >= self.limit:
             return False
         self._queue.append(message)
-        if self._ready is not None:
-            self._ready.set()
         return True
 
-    async def next(self) -> str | bytes:
-        """The next message, waiting for one as long as it takes."""
-        while not self._queue:
-            self._ready = trio.Event()
-            await self._ready.wait()
-        self._ready = None
-        message = self._queue.popleft()
+    def take(self) -> str | bytes | object:
+        """The next message for the sender, or ``DONE``: the sender ends."""
         if not self._queue:
             self._queue = None
-        return message
+            return DONE
+        return self._queue.popleft()
+
+
+DONE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,7 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     client = ClientStream(stream, upgrade.handshake, timers)
     push_id = new_id()
     session = Session()
-    outbox = Outbox(settings.push_queue)
+    outbox = None
 
     async with trio.open_nursery() as nursery:
         try:
@@ -212,19 +214,20 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
             return CLIENT_CLOSED_REQUEST, client.bytes_sent
         client.ws = ws
         worker.add_session(session)
-        worker.registry.add(push_id, Entry(location, outbox.offer))
         try:
             async with trio.open_nursery() as tasks:
                 session.cancel_scope = tasks.cancel_scope
+                outbox = Outbox(settings.push_queue, partial(tasks.start_soon, _send_pushes, ws, session, send_timeout))
+                worker.registry.add(push_id, Entry(location, outbox.offer))
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
                     await _send(ws, session, welcome, send_timeout)
-                tasks.start_soon(_pushes_and_timers, ws, session, outbox, timers, send_timeout, tasks)
-                await _echo_loop(ws, session, send_timeout)
+                await _echo_and_timers(ws, session, timers, send_timeout, tasks)
                 tasks.cancel_scope.cancel()
         finally:
             worker.registry.remove(push_id)
-            outbox.closed = True
+            if outbox is not None:
+                outbox.closed = True
             with trio.CancelScope(shield=True):
                 if session.timed_out:
                     worker.error_log.info("client timed out while sending to client", conn=conn)
@@ -250,47 +253,36 @@ async def _send(ws, session: Session, message: str | bytes, timeout: float) -> N
     session.cancel_scope.cancel()
 
 
-async def _echo_loop(ws, session: Session, send_timeout: float) -> None:
-    """Echo every client message back with its type; return when it closes."""
-    try:
-        while True:
-            message = await ws.get_message()
-            await _send(ws, session, message, send_timeout)
-    except ConnectionClosed:
-        return
+async def _echo_and_timers(ws, session: Session, timers: Timers, send_timeout: float, tasks: trio.Nursery) -> None:
+    """Echo every client message back with its type; between messages, keep
+    the ping and idle timers.  Returns when the session should end.
 
-
-async def _pushes_and_timers(
-    ws, session: Session, outbox: Outbox, timers: Timers, send_timeout: float, tasks: trio.Nursery
-) -> None:
-    """Send queued pushes; between them, keep the ping and idle timers.
-
-    One task does both (an idle connection costs one task fewer), under one
-    cancel scope, whose deadline is rearmed lazily (``http.rearm``): while
-    the task sends, it is ``send_timeout`` from the start of the send, so a
-    send is never cut by a timer; while it waits for a push, it is at the
-    latest the timers' next deadline.  A deadline that passes while waiting
-    only means "look at the timers"; one that passes while sending drops
-    the client.
+    One cancel scope covers the loop; its deadline is rearmed lazily
+    (``http.rearm``): while a message is being echoed it is ``send_timeout``
+    from the start of the send, so a send is never cut by a timer; while the
+    loop waits for a message it is at the latest the timers' next deadline.
+    A deadline that passes while waiting only means "look at the timers";
+    one that passes while sending drops the client.
     """
     while True:
         sending = False
         with trio.CancelScope(deadline=timers.deadline) as scope:
             while True:
-                message = await outbox.next()
+                try:
+                    message = await ws.get_message()
+                except ConnectionClosed:
+                    return
                 rearm(scope, trio.current_time() + send_timeout)
                 sending = True
                 try:
                     await ws.send_message(message)
                 except ConnectionClosed:
-                    session.cancel_scope.cancel()
                     return
                 sending = False
                 if scope.deadline > timers.deadline + LAZY_DELAY:
                     scope.deadline = timers.deadline
         if sending:
             session.timed_out = True
-            session.cancel_scope.cancel()
             return
         action = timers.due(trio.current_time())
         if action is Action.PING:
@@ -300,6 +292,22 @@ async def _pushes_and_timers(
         elif action is Action.CLOSE:
             session.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
             return
+
+
+async def _send_pushes(ws, session: Session, send_timeout: float, outbox: Outbox) -> None:
+    """The outbox's sender: send until it is empty; a send that takes over
+    ``send_timeout`` drops the client."""
+    with trio.CancelScope(deadline=trio.current_time() + send_timeout) as scope:
+        while (message := outbox.take()) is not DONE:
+            rearm(scope, trio.current_time() + send_timeout)
+            try:
+                await ws.send_message(message)
+            except ConnectionClosed:
+                session.cancel_scope.cancel()
+                return
+        return
+    session.timed_out = True
+    session.cancel_scope.cancel()
 
 
 async def _ping(ws) -> None:

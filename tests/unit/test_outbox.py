@@ -1,66 +1,71 @@
-"""A session's outbox: bounded, never blocking a push, waking its sender."""
+"""A session's outbox: bounded, never blocking a push, a sender only while messages wait."""
 
-import trio
-import trio.testing
-
-from nginxws.wsconn import Outbox
+from nginxws.wsconn import DONE, Outbox
 
 
-def run(fn):
-    trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+class Starts:
+    """Records each time the outbox asks for a sender."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, outbox: Outbox) -> None:
+        self.count += 1
 
 
-def test_messages_come_out_in_order_and_the_limit_refuses_more():
-    async def main():
-        outbox = Outbox(limit=2)
-        assert outbox.offer("a") and outbox.offer(b"b")
-        assert not outbox.offer("c")
-        assert await outbox.next() == "a"
-        assert await outbox.next() == b"b"
-        assert outbox.offer("d")
-
-    run(main)
+def drain(outbox: Outbox) -> list:
+    taken = []
+    while (message := outbox.take()) is not DONE:
+        taken.append(message)
+    return taken
 
 
-def test_next_waits_for_a_message_as_long_as_it_takes():
-    async def main():
-        outbox = Outbox(limit=1)
-        with trio.move_on_after(3600) as scope:
-            await outbox.next()
-        assert scope.cancelled_caught
-        outbox.offer("late")
-        assert await outbox.next() == "late"
-
-    run(main)
+def test_the_first_offer_starts_one_sender_and_later_ones_join_its_queue():
+    starts = Starts()
+    outbox = Outbox(limit=4, start=starts)
+    assert outbox.offer("a") and outbox.offer(b"b") and outbox.offer("c")
+    assert starts.count == 1
+    assert drain(outbox) == ["a", b"b", "c"]
 
 
-def test_an_offer_wakes_a_waiting_sender_at_once():
-    async def main():
-        outbox = Outbox(limit=4)
-        got = []
-
-        async def sender():
-            got.append((await outbox.next(), trio.current_time()))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender)
-            await trio.sleep(3)
-            outbox.offer("pushed")
-        assert got == [("pushed", 3.0)]
-
-    run(main)
+def test_a_push_while_the_sender_sends_its_last_message_is_sent_by_the_same_sender():
+    starts = Starts()
+    outbox = Outbox(limit=4, start=starts)
+    outbox.offer("a")
+    assert outbox.take() == "a"  # the sender now sends "a"; the queue is empty
+    assert outbox.offer("b")
+    assert starts.count == 1
+    assert drain(outbox) == ["b"]
 
 
-def test_a_closed_outbox_refuses_pushes():
-    outbox = Outbox(limit=4)
+def test_once_the_sender_has_ended_the_next_offer_starts_another():
+    starts = Starts()
+    outbox = Outbox(limit=4, start=starts)
+    outbox.offer("a")
+    assert drain(outbox) == ["a"]
+    outbox.offer("b")
+    assert starts.count == 2
+    assert drain(outbox) == ["b"]
+
+
+def test_the_limit_counts_waiting_messages_and_refuses_more():
+    outbox = Outbox(limit=2, start=Starts())
+    assert outbox.offer("a") and outbox.offer("b")
+    assert not outbox.offer("c")
+    assert outbox.take() == "a"
+    assert outbox.offer("d")
+    assert drain(outbox) == ["b", "d"]
+
+
+def test_a_closed_outbox_refuses_pushes_and_starts_nothing():
+    starts = Starts()
+    outbox = Outbox(limit=4, start=starts)
     outbox.closed = True
     assert not outbox.offer("late")
+    assert starts.count == 0
 
 
-def test_empty_string_is_a_message_not_nothing():
-    async def main():
-        outbox = Outbox(limit=1)
-        outbox.offer("")
-        assert await outbox.next() == ""
-
-    run(main)
+def test_empty_string_is_a_message_not_the_end():
+    outbox = Outbox(limit=1, start=Starts())
+    outbox.offer("")
+    assert drain(outbox) == [""]
