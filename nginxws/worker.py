@@ -40,7 +40,7 @@ from nginxws.pushd import handle_pusher
 from nginxws.registry import Registry
 from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
-from nginxws.wsconn import Session
+from nginxws.wsconn import SendWatch, Session
 
 FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
 ACCEPT_RETRY = 0.1  # pause after EMFILE/ENFILE, as trio's serve_listeners does
@@ -72,6 +72,7 @@ class Worker:
         self.router = Router(config.http)
         self.registry = Registry()
         self.sessions: set[Session] = set()
+        self.send_watch = SendWatch()
         self._access_logs: dict[tuple, AccessLogger] = {}
         self._push_addresses: dict[int, tuple[PushAddress, ...]] = {}
         self._conn_ids = itertools.count(1)
@@ -121,6 +122,7 @@ class Worker:
                 for server, listener in push_listeners:
                     connections.start_soon(self._accept_loop, listener, connections, server)
                 connections.start_soon(self._accept_clients, listeners, connections)
+                connections.start_soon(self.send_watch.run)
                 task_status.started(self._push_addresses)
                 await self._handle_signals(signals)
                 connections.cancel_scope.cancel()

@@ -131,6 +131,44 @@ class Session:
             self.cancel_scope.cancel()
 
 
+class SendWatch:
+    """The worker's ``send_timeout`` for the sends that need not be cut by a
+    timer (the welcome message and pushes): which sessions are sending, and
+    until when they may.
+
+    One task (``run``) looks every ``LAZY_DELAY`` seconds and drops each
+    client whose send has passed its deadline.  A cancel scope per send
+    would cost every push about 10 µs; this costs a dict entry, and a drop
+    may come up to ``LAZY_DELAY`` late.
+    """
+
+    __slots__ = ("_sending",)
+
+    def __init__(self) -> None:
+        self._sending: dict[Session, float] = {}
+
+    def start(self, session: Session, deadline: float) -> None:
+        self._sending[session] = deadline
+
+    def done(self, session: Session) -> None:
+        self._sending.pop(session, None)
+
+    def expired(self, now: float) -> list[Session]:
+        """The sessions whose send passed its deadline; they leave the watch."""
+        late = [session for session, deadline in self._sending.items() if deadline <= now]
+        for session in late:
+            del self._sending[session]
+        return late
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(LAZY_DELAY)
+            for session in self.expired(trio.current_time()):
+                session.timed_out = True
+                if session.cancel_scope is not None:
+                    session.cancel_scope.cancel()
+
+
 class Outbox:
     """A session's pushed messages waiting to be sent, at most ``limit``.
 
@@ -217,11 +255,12 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
         try:
             async with trio.open_nursery() as tasks:
                 session.cancel_scope = tasks.cancel_scope
-                outbox = Outbox(settings.push_queue, partial(tasks.start_soon, _send_pushes, ws, session, send_timeout))
+                watch = worker.send_watch
+                outbox = Outbox(settings.push_queue, partial(tasks.start_soon, _send_pushes, ws, session, send_timeout, watch))
                 worker.registry.add(push_id, Entry(location, outbox.offer))
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
-                    await _send(ws, session, welcome, send_timeout)
+                    await _send(ws, session, welcome, send_timeout, watch)
                 await _echo_and_timers(ws, session, timers, send_timeout, tasks)
                 tasks.cancel_scope.cancel()
         finally:
@@ -239,18 +278,17 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     return 101, client.bytes_sent
 
 
-async def _send(ws, session: Session, message: str | bytes, timeout: float) -> None:
-    """Send one message.  A client that takes over ``send_timeout`` is
-    dropped; one already gone (it closed, or half-closed right after its
-    handshake) ends the session quietly."""
-    with trio.move_on_after(timeout):
-        try:
-            await ws.send_message(message)
-        except ConnectionClosed:
-            session.cancel_scope.cancel()
-        return
-    session.timed_out = True
-    session.cancel_scope.cancel()
+async def _send(ws, session: Session, message: str | bytes, timeout: float, watch: SendWatch) -> None:
+    """Send one message under ``watch``.  A client that takes over
+    ``send_timeout`` is dropped; one already gone (it closed, or half-closed
+    right after its handshake) ends the session quietly."""
+    watch.start(session, trio.current_time() + timeout)
+    try:
+        await ws.send_message(message)
+    except ConnectionClosed:
+        session.cancel_scope.cancel()
+    finally:
+        watch.done(session)
 
 
 async def _echo_and_timers(ws, session: Session, timers: Timers, send_timeout: float, tasks: trio.Nursery) -> None:
@@ -294,20 +332,10 @@ async def _echo_and_timers(ws, session: Session, timers: Timers, send_timeout: f
             return
 
 
-async def _send_pushes(ws, session: Session, send_timeout: float, outbox: Outbox) -> None:
-    """The outbox's sender: send until it is empty; a send that takes over
-    ``send_timeout`` drops the client."""
-    with trio.CancelScope(deadline=trio.current_time() + send_timeout) as scope:
-        while (message := outbox.take()) is not DONE:
-            rearm(scope, trio.current_time() + send_timeout)
-            try:
-                await ws.send_message(message)
-            except ConnectionClosed:
-                session.cancel_scope.cancel()
-                return
-        return
-    session.timed_out = True
-    session.cancel_scope.cancel()
+async def _send_pushes(ws, session: Session, send_timeout: float, watch: SendWatch, outbox: Outbox) -> None:
+    """The outbox's sender: send until the outbox is empty."""
+    while (message := outbox.take()) is not DONE:
+        await _send(ws, session, message, send_timeout, watch)
 
 
 async def _ping(ws) -> None:

@@ -1,6 +1,6 @@
-"""A session's outbox: bounded, never blocking a push, a sender only while messages wait."""
+"""A session's outbox (bounded, never blocking a push, a sender only while messages wait) and the send watch."""
 
-from nginxws.wsconn import DONE, Outbox
+from nginxws.wsconn import DONE, Outbox, SendWatch, Session
 
 
 class Starts:
@@ -69,3 +69,16 @@ def test_empty_string_is_a_message_not_the_end():
     outbox = Outbox(limit=1, start=Starts())
     outbox.offer("")
     assert drain(outbox) == [""]
+
+
+def test_send_watch_gives_up_on_sends_past_their_deadline_only():
+    watch = SendWatch()
+    slow, quick, later = Session(), Session(), Session()
+    watch.start(slow, 10.0)
+    watch.start(quick, 10.0)
+    watch.start(later, 70.0)
+    watch.done(quick)
+    assert watch.expired(9.9) == []
+    assert watch.expired(10.0) == [slow]
+    assert watch.expired(60.0) == []  # slow has left the watch
+    assert watch.expired(70.0) == [later]
