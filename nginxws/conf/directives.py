@@ -174,17 +174,20 @@ SUPPORTED_DIRECTIVES = (
            "header may use (`number`)."),
     _d("client_body_timeout", HTTP_ANY, TAKE1, h.seconds,
        syntax="client_body_timeout time;", default="client_body_timeout 60s;",
-       doc="How long a push client may pause between two reads of the request body."),
+       doc="How long a push client may pause between two reads of the request body. Like "
+           "nginx's timers it is kept lazily and may fire up to 0.3 s early."),
     _d("client_max_body_size", HTTP_ANY, TAKE1, h.size,
        syntax="client_max_body_size size;", default="client_max_body_size 1m;",
        doc="The largest request body (push message) accepted; larger ones get 413."),
     _d("send_timeout", HTTP_ANY, TAKE1, h.seconds,
        syntax="send_timeout time;", default="send_timeout 60s;",
-       doc="How long a client may take to accept data nginxws sends it."),
+       doc="How long a client may take to accept data nginxws sends it: the welcome message, "
+           "a push or an echo. Like nginx's timers it is kept lazily: a client may be "
+           "dropped up to 0.3 s early (echo) or late (welcome and pushes)."),
     _d("keepalive_timeout", HTTP_ANY, TAKE12, h.keepalive_timeout,
        syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
-       doc="How long an idle keep-alive HTTP connection stays open. `header_timeout` is "
-           "accepted and not used."),
+       doc="How long an idle keep-alive HTTP connection stays open (on the push port, up to "
+           "0.3 s less, as nginx's lazy timers). `header_timeout` is accepted and not used."),
     _d("server_tokens", HTTP_ANY, TAKE1, h.flag,
        syntax="server_tokens on | off;", default="server_tokens on;",
        doc="Whether the version appears in the Server header and in error pages."),
