@@ -39,40 +39,43 @@ WSPROTO_DECODES = {
 }
 
 
-def _tokens(request: h11.Request, name: bytes) -> set[bytes]:
-    found: set[bytes] = set()
-    for key, value in request.headers:
-        if key == name:
-            found.update(token.strip().lower() for token in value.split(b","))
-    return found
-
-
 def handshake_problem(request: h11.Request) -> int | None:
     """The status for a request to a websocket location that is not a valid
     RFC 6455 handshake, or None when it is one (trio-websocket then does it).
     """
     if request.method not in (b"GET", b"HEAD"):
         return 405
-    if b"websocket" not in _tokens(request, b"upgrade"):
+    upgrade: set[bytes] = set()
+    connection: set[bytes] = set()
+    version = key = None
+    undecodable = False
+    for name, value in request.headers:  # one pass: a handshake has many headers
+        if name == b"upgrade":
+            upgrade.update(token.strip().lower() for token in value.split(b","))
+        elif name == b"connection":
+            connection.update(token.strip().lower() for token in value.split(b","))
+        elif name == b"sec-websocket-version":
+            version = value if version is None else version
+        elif name == b"sec-websocket-key":
+            key = value if key is None else key
+        codec = WSPROTO_DECODES.get(name)
+        if codec is not None and not undecodable:
+            try:
+                value.decode(codec)
+            except UnicodeError:
+                undecodable = True
+    if b"websocket" not in upgrade:
         return 426
-    if request.method != b"GET" or b"upgrade" not in _tokens(request, b"connection"):
+    if request.method != b"GET" or b"upgrade" not in connection:
         return 400
-    if header(request, b"sec-websocket-version") != b"13":
+    if version != b"13":
         return 426
-    key = header(request, b"sec-websocket-key")
     try:
         if key is None or len(base64.b64decode(key, validate=True)) != 16:
             return 400
     except (binascii.Error, ValueError):
         return 400
-    for name, value in request.headers:
-        codec = WSPROTO_DECODES.get(name)
-        if codec is not None:
-            try:
-                value.decode(codec)
-            except UnicodeError:
-                return 400
-    return None
+    return 400 if undecodable else None
 
 
 class Exchange:
