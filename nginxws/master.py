@@ -58,7 +58,7 @@ from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.sockets import BindError, distinct_listens, open_listen
 from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
-from nginxws.workerproc import FATAL_EXIT, READY, Order, frame_order
+from nginxws.workerproc import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
 
 MASTER_TITLE = "nginxws: master process"
 SINGLE_TITLE = "nginxws: single worker process"
@@ -214,6 +214,7 @@ def _remove_pid(path: str, error_log: ErrorLogger) -> None:
 async def _serve_single(config: Config, listening: Listening, error_log: ErrorLogger, report: _Report) -> int:
     """One worker in this process; HUP is logged and ignored."""
     sockets = [sock for sockets in listening.values() for sock in sockets]
+    set_rlimit_nofile(config.worker_rlimit_nofile, error_log)
     worker = Worker(config, 0, error_log)
     with trio.open_signal_receiver(signal.SIGHUP) as hangups:
         async with trio.open_nursery() as nursery:

@@ -79,7 +79,7 @@ def main() -> int:
         return FATAL_EXIT
     sockets = [socket.socket(fileno=fd) for fd in order.fds]
     try:
-        _set_rlimit_nofile(order.config.worker_rlimit_nofile, error_log)
+        set_rlimit_nofile(order.config.worker_rlimit_nofile, error_log)
         status = trio.run(_serve, Worker(order.config, order.slot, error_log), sockets)
     finally:
         for sock in sockets:
@@ -161,8 +161,13 @@ def _report_ready(push_addresses: list[str]) -> None:
         pass  # the master is gone: _watch_master sees it
 
 
-def _set_rlimit_nofile(limit: int | None, error_log: ErrorLogger) -> None:
-    """``worker_rlimit_nofile``: both limits, as nginx sets them; failure is an alert."""
+def set_rlimit_nofile(limit: int | None, error_log: ErrorLogger) -> None:
+    """``worker_rlimit_nofile``: both limits, as nginx sets them; failure is an alert.
+
+    With ``master_process off`` nginx leaves it unapplied (only its workers
+    set it); nginxws applies it to the single process too, so a
+    ``worker_connections`` that needs it works the same in both modes.
+    """
     if limit is None:
         return
     try:

@@ -96,7 +96,8 @@ SUPPORTED_DIRECTIVES = (
        doc="`off` runs a single process that serves by itself (for development)."),
     _d("worker_rlimit_nofile", {MAIN}, TAKE1, h.number,
        syntax="worker_rlimit_nofile number;",
-       doc="The limit on open files (RLIMIT_NOFILE) of the worker processes."),
+       doc="The limit on open files (RLIMIT_NOFILE) of the worker processes; with "
+           "`master_process off`, of the single process (nginx leaves it unapplied there)."),
     _d("worker_shutdown_timeout", {MAIN}, TAKE1, h.seconds,
        syntax="worker_shutdown_timeout time;",
        doc="How long a gracefully stopping worker (`-s quit`, reload) waits for its WebSocket "
