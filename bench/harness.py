@@ -152,6 +152,8 @@ def choose_systems(args: argparse.Namespace) -> list[SystemSpec]:
         name = name.strip()
         if name == "nginxws":
             chosen += [SystemSpec(name, n) for n in _worker_counts(args.nginxws_workers)]
+            if args.baseline_bin:
+                chosen += [SystemSpec(name, n, baseline=True) for n in _worker_counts(args.nginxws_workers)]
         elif name == "nchan":
             chosen += [SystemSpec(name, n) for n in _worker_counts(args.nchan_workers)]
         elif name == "websockets":
@@ -243,6 +245,7 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
         nginxws=args.nginxws_bin or repo / ".venv" / "bin" / "nginxws",
         bench_python=Path(sys.executable),
         nofile=nofile,
+        baseline=args.baseline_bin,
     )
     load_before = _loadavg()
     skipped: dict[str, str] = {}
@@ -255,11 +258,12 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
             for spec in specs:
                 if spec.kind == "nchan":
                     skipped[spec.label] = why
-    if any(spec.kind == "nginxws" for spec in specs) and not tools.nginxws.exists():
-        why = f"nginxws is not runnable yet: {tools.nginxws} does not exist"
-        print(f"bench: {why}", file=sys.stderr)
-        for spec in specs:
-            if spec.kind == "nginxws":
+    for baseline, binary in ((False, tools.nginxws), (True, tools.baseline)):
+        wanted = [spec for spec in specs if spec.kind == "nginxws" and spec.baseline == baseline]
+        if wanted and not binary.exists():
+            why = f"nginxws is not runnable yet: {binary} does not exist"
+            print(f"bench: {why}", file=sys.stderr)
+            for spec in wanted:
                 skipped[spec.label] = why
 
     results: dict[str, dict[str, list[float]]] = {spec.label: {} for spec in specs}
@@ -399,10 +403,12 @@ def _ratio(mine: list[float] | None, theirs: list[float] | None) -> str:
 def render_table(
     specs: list[SystemSpec], results: dict[str, dict[str, list[float]]], table_rows: list[Row]
 ) -> str:
-    """The Markdown table: a column per system, then nginxws (first column) / each peer."""
+    """The Markdown table: a column per system, then nginxws (first column) / each peer
+    (its baseline build first, when there is one)."""
     labels = [spec.label for spec in specs]
-    mine = next((spec.label for spec in specs if spec.kind == "nginxws"), None)
-    peers = [
+    mine = next((spec.label for spec in specs if spec.kind == "nginxws" and not spec.baseline), None)
+    peers = [next((spec.label for spec in specs if spec.baseline), None)]
+    peers += [
         next((spec.label for spec in specs if spec.kind == kind), None)
         for kind in ("websockets", "nchan")
     ]

@@ -58,6 +58,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--nginxws-bin", type=Path, help="default: the repository's .venv/bin/nginxws"
     )
+    parser.add_argument(
+        "--baseline-bin", type=Path,
+        help="another nginxws build (e.g. main's, in its own venv) run beside --nginxws-bin, "
+        "interleaved, with a ratio column: before/after in one run",
+    )
     parser.add_argument("--markdown", type=Path, help="write the table into this Markdown file")
     parser.add_argument("--handshakes", type=int, help="override (a)'s connection count")
     parser.add_argument("--pushes", type=int, help="override (b)'s push count")

@@ -41,10 +41,14 @@ class SystemSpec:
     kind: str
     """"nginxws", "websockets" or "nchan"."""
     workers: int
+    baseline: bool = False
+    """nginxws from `Tools.baseline` (another build, for before/after in one run)."""
 
     @property
     def label(self) -> str:
-        return "websockets" if self.kind == "websockets" else f"{self.kind} {self.workers}w"
+        if self.kind == "websockets":
+            return "websockets"
+        return f"{'baseline' if self.baseline else self.kind} {self.workers}w"
 
     @property
     def welcome(self) -> bool:
@@ -59,6 +63,8 @@ class Tools:
     bench_python: Path
     nofile: int
     """The RLIMIT_NOFILE the servers inherit and are configured with."""
+    baseline: Path | None = None
+    """Another nginxws build to run beside `nginxws` (`--baseline-bin`)."""
 
 
 def free_port() -> int:
@@ -269,7 +275,8 @@ def start(spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0) -> 
     if spec.kind == "nginxws":
         conf = workdir / "bench.conf"
         conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, port=port))
-        command = [str(tools.nginxws), "-p", f"{workdir}/", "-c", str(conf)]
+        binary = tools.baseline if spec.baseline else tools.nginxws
+        command = [str(binary), "-p", f"{workdir}/", "-c", str(conf)]
         processes = 1 + spec.workers
     elif spec.kind == "nchan":
         conf = workdir / "nchan.conf"

@@ -20,3 +20,15 @@ def test_bench_smoke_run_loses_and_misroutes_nothing(nginxws_bin, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 |" in result.stdout
+
+
+def test_bench_runs_a_baseline_build_beside_nginxws_with_a_ratio_column(nginxws_bin, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--no-venv", "--systems", "nginxws", "--nginxws-workers", "1",
+         "--scenarios", "push,memory", "--nginxws-bin", nginxws_bin, "--baseline-bin", nginxws_bin,
+         "--time-limit", "120"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| metric | nginxws 1w | baseline 1w | nginxws 1w / baseline 1w |" in result.stdout
+    assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 |" in result.stdout
