@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 from wsproto.frame_protocol import FrameProtocol
 
 from nginxws.conf.model import Location, Server, WebSocket
-from nginxws.http import LAZY_DELAY, rearm, server_header
+from nginxws.http import LAZY_DELAY, server_header
 from nginxws.registry import Entry
 from nginxws.session import (
     IDLE_CLOSE_CODE,
@@ -132,9 +132,8 @@ class Session:
 
 
 class SendWatch:
-    """The worker's ``send_timeout`` for the sends that need not be cut by a
-    timer (the welcome message and pushes): which sessions are sending, and
-    until when they may.
+    """The worker's ``send_timeout``: which sessions are sending (the welcome,
+    a push, an echo), and until when they may.
 
     One task (``run``) looks every ``LAZY_DELAY`` seconds and drops each
     client whose send has passed its deadline.  A cancel scope per send
@@ -145,20 +144,22 @@ class SendWatch:
     __slots__ = ("_sending",)
 
     def __init__(self) -> None:
-        self._sending: dict[Session, float] = {}
+        # Per sending task: a session's echo and its push sender may both be
+        # sending (one waits for trio-websocket's lock), and each is watched.
+        self._sending: dict[trio.lowlevel.Task, tuple[Session, float]] = {}
 
     def start(self, session: Session, deadline: float) -> None:
-        self._sending[session] = deadline
+        """The calling task starts a send for ``session`` due by ``deadline``."""
+        self._sending[trio.lowlevel.current_task()] = (session, deadline)
 
-    def done(self, session: Session) -> None:
-        self._sending.pop(session, None)
+    def done(self) -> None:
+        """The calling task's send is over."""
+        self._sending.pop(trio.lowlevel.current_task(), None)
 
     def expired(self, now: float) -> list[Session]:
-        """The sessions whose send passed its deadline; they leave the watch."""
-        late = [session for session, deadline in self._sending.items() if deadline <= now]
-        for session in late:
-            del self._sending[session]
-        return late
+        """The sessions with a send past its deadline; those sends leave the watch."""
+        late = [task for task, (_, deadline) in self._sending.items() if deadline <= now]
+        return list(dict.fromkeys(self._sending.pop(task)[0] for task in late))
 
     async def run(self) -> None:
         while True:
@@ -208,6 +209,7 @@ class Outbox:
 
 
 DONE = object()
+NOTHING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +263,7 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
                     await _send(ws, session, welcome, send_timeout, watch)
-                await _echo_and_timers(ws, session, timers, send_timeout, tasks)
+                await _echo_and_timers(ws, session, timers, send_timeout, watch, tasks)
                 tasks.cancel_scope.cancel()
         finally:
             worker.registry.remove(push_id)
@@ -288,40 +290,28 @@ async def _send(ws, session: Session, message: str | bytes, timeout: float, watc
     except ConnectionClosed:
         session.cancel_scope.cancel()
     finally:
-        watch.done(session)
+        watch.done()
 
 
-async def _echo_and_timers(ws, session: Session, timers: Timers, send_timeout: float, tasks: trio.Nursery) -> None:
-    """Echo every client message back with its type; between messages, keep
-    the ping and idle timers.  Returns when the session should end.
+async def _echo_and_timers(
+    ws, session: Session, timers: Timers, send_timeout: float, watch: SendWatch, tasks: trio.Nursery
+) -> None:
+    """Echo every client message back with its type; while waiting for one,
+    keep the ping and idle timers.  Returns when the session should end.
 
-    One cancel scope covers the loop; its deadline is rearmed lazily
-    (``http.rearm``): while a message is being echoed it is ``send_timeout``
-    from the start of the send, so a send is never cut by a timer; while the
-    loop waits for a message it is at the latest the timers' next deadline.
-    A deadline that passes while waiting only means "look at the timers";
-    one that passes while sending drops the client.
+    Only the wait is bounded by the timers: an echo is never cut by one,
+    only by ``send_timeout`` (the watch).
     """
     while True:
-        sending = False
-        with trio.CancelScope(deadline=timers.deadline) as scope:
-            while True:
-                try:
-                    message = await ws.get_message()
-                except ConnectionClosed:
-                    return
-                rearm(scope, trio.current_time() + send_timeout)
-                sending = True
-                try:
-                    await ws.send_message(message)
-                except ConnectionClosed:
-                    return
-                sending = False
-                if scope.deadline > timers.deadline + LAZY_DELAY:
-                    scope.deadline = timers.deadline
-        if sending:
-            session.timed_out = True
-            return
+        message = NOTHING
+        with trio.move_on_at(timers.deadline):
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed:
+                return
+        if message is not NOTHING:
+            await _send(ws, session, message, send_timeout, watch)
+            continue
         action = timers.due(trio.current_time())
         if action is Action.PING:
             # trio-websocket's ping() returns only when the pong arrives, and

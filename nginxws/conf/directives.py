@@ -184,7 +184,7 @@ SUPPORTED_DIRECTIVES = (
        syntax="send_timeout time;", default="send_timeout 60s;",
        doc="How long a client may take to accept data nginxws sends it: the welcome message, "
            "a push or an echo. Like nginx's timers it is kept lazily: a client may be "
-           "dropped up to 0.3 s early (echo) or late (welcome and pushes)."),
+           "dropped up to 0.3 s late."),
     _d("keepalive_timeout", HTTP_ANY, TAKE12, h.keepalive_timeout,
        syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
        doc="How long an idle keep-alive HTTP connection stays open (on the push port, up to "

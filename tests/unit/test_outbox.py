@@ -1,5 +1,7 @@
 """A session's outbox (bounded, never blocking a push, a sender only while messages wait) and the send watch."""
 
+import trio
+
 from nginxws.wsconn import DONE, Outbox, SendWatch, Session
 
 
@@ -72,13 +74,48 @@ def test_empty_string_is_a_message_not_the_end():
 
 
 def test_send_watch_gives_up_on_sends_past_their_deadline_only():
-    watch = SendWatch()
-    slow, quick, later = Session(), Session(), Session()
-    watch.start(slow, 10.0)
-    watch.start(quick, 10.0)
-    watch.start(later, 70.0)
-    watch.done(quick)
-    assert watch.expired(9.9) == []
-    assert watch.expired(10.0) == [slow]
-    assert watch.expired(60.0) == []  # slow has left the watch
-    assert watch.expired(70.0) == [later]
+    async def main():
+        watch = SendWatch()
+        slow, quick, later = Session(), Session(), Session()
+
+        async def send(session, deadline, finish):
+            watch.start(session, deadline)
+            if finish:
+                watch.done()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, slow, 10.0, False)
+            nursery.start_soon(send, quick, 10.0, True)
+            nursery.start_soon(send, later, 70.0, False)
+        assert watch.expired(9.9) == []
+        assert watch.expired(10.0) == [slow]
+        assert watch.expired(60.0) == []  # slow has left the watch
+        assert watch.expired(70.0) == [later]
+
+    trio.run(main)
+
+
+def test_send_watch_keeps_watching_a_session_while_another_of_its_sends_goes_on():
+    async def main():
+        watch = SendWatch()
+        session = Session()
+        echo_started, push_done = trio.Event(), trio.Event()
+
+        async def push():
+            watch.start(session, 10.0)
+            await echo_started.wait()
+            watch.done()
+            push_done.set()
+
+        async def echo():
+            watch.start(session, 20.0)
+            echo_started.set()
+            await push_done.wait()  # still sending when the push is done
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push)
+            nursery.start_soon(echo)
+        assert watch.expired(15.0) == []
+        assert watch.expired(20.0) == [session]
+
+    trio.run(main)
