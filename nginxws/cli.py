@@ -21,7 +21,13 @@ from importlib.metadata import version
 
 from nginxws import NAME, __version__, conf
 from nginxws.conf.model import AccessLog, Config, Location
-from nginxws.log import AccessLogger, ErrorLogger, LogFormatError, LogOpenError, os_error_text
+from nginxws.log import (
+    AccessLogger,
+    ErrorLogger,
+    LogFormatError,
+    LogOpenError,
+    os_error_text,
+)
 from nginxws.pidfile import PidFileError, read_pid
 from nginxws.routing import Router
 

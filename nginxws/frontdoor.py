@@ -21,8 +21,16 @@ import h11
 import trio
 
 from nginxws.conf.model import HttpSettings, Server
+from nginxws.http import (
+    RECEIVE_BYTES,
+    ClientClosed,
+    ClientTimeout,
+    header,
+    next_event,
+    send_error,
+    send_response,
+)
 from nginxws.log import AccessEntry
-from nginxws.http import RECEIVE_BYTES, ClientClosed, ClientTimeout, header, next_event, send_error, send_response
 from nginxws.netio import SocketStream
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, replay_request, run_session

@@ -103,6 +103,16 @@ class SocketStream(trio.abc.Stream):
                 except OSError as err:
                     raise _stream_error(err) from None
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the kernel takes now, without waiting: the number of
+        bytes sent (0 when the socket buffer is full).  Never a checkpoint."""
+        try:
+            return self.socket.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as err:
+            raise _stream_error(err) from None
+
     async def wait_send_all_might_not_block(self) -> None:
         if self.socket.fileno() == -1:
             raise trio.ClosedResourceError("this stream was closed")

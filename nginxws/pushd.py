@@ -28,7 +28,7 @@ from nginxws.http import (
     send_response,
 )
 from nginxws.netio import SocketStream
-from nginxws.registry import Push, PushError, push_id_from, push_message
+from nginxws.registry import PushError, push_id_from, push_message
 from nginxws.routing import normalize_path, select_location
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
@@ -119,7 +119,9 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
     push_id = push_id_from(found.get(b"authorization"), query)
     message = push_message(body, found.get(b"content-type"), limit)
     exchange.settings = location.settings
-    worker.registry.deliver(Push(push_id, message), location)
+    entry = worker.registry.target(push_id, location)
+    if not await entry.send(message):
+        raise PushError(404, "client has gone")
     return 204
 
 

@@ -8,10 +8,11 @@ Theory of operation
 * An ID is unique and never reused (``session.new_id``).  A push that names
   an ID this worker does not hold -- unknown, departed, or held by another
   worker -- is 404 and is never delivered to anyone else.
-* A push never waits for a client: it is queued on the session's outgoing
-  queue (bounded by ``push_queue``) and answered 204 at once; when the queue
-  is full the answer is 503, so a slow client cannot grow the worker's
-  memory without bound.
+* A push never waits for a client: its frame is written at once, or kept
+  in the session's backlog while the client's socket is full (at most
+  ``push_queue`` frames), and answered 204; when the backlog is full the
+  answer is 503, so a slow client cannot grow the worker's memory without
+  bound.
 
 Everything here is plain code; the worker moves bytes in and out.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -38,20 +39,13 @@ class PushError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A checked push: the message to send to one client."""
-
-    push_id: str
-    message: str | bytes
-
-
 @dataclass(slots=True)
 class Entry:
     """What the registry holds for one session."""
 
     location: Location
-    offer: Callable[[str | bytes], bool]  # queue without blocking; False when full
+    full: Callable[[], bool]  # True while ``push_queue`` frames wait for the client
+    send: Callable[[str | bytes], Awaitable[bool]]  # never waits for the client; False if it has gone
 
 
 class Registry:
@@ -76,13 +70,15 @@ class Registry:
     def remove(self, push_id: str) -> None:
         self._entries.pop(push_id, None)
 
-    def deliver(self, push: Push, location: Location) -> None:
-        """Queue ``push`` for its session, or raise PushError (404/503)."""
-        entry = self._entries.get(push.push_id)
+    def target(self, push_id: str, location: Location) -> Entry:
+        """The session a push to ``push_id`` at ``location`` goes to, or
+        PushError: 404 for an ID not held here, 503 while its backlog is full."""
+        entry = self._entries.get(push_id)
         if entry is None or entry.location is not location:
             raise PushError(404, "unknown push ID")
-        if not entry.offer(push.message):
+        if entry.full():
             raise PushError(503, "client is not reading fast enough")
+        return entry
 
 
 def push_id_from(authorization: bytes | None, query: bytes) -> str:

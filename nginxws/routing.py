@@ -66,8 +66,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.values import compile_regex
 from nginxws.conf.model import Http, Listen, Location, Server, Where
+from nginxws.conf.values import compile_regex
 
 # How many distinct location sequences ``match_location`` keeps compiled.  A
 # configuration has one per server (nested levels are compiled with their

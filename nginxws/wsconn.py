@@ -2,11 +2,12 @@
 
 The rules (what to send when) live in ``session``; this module runs them
 with trio.  An idle session is two tasks: trio-websocket's reader, and the
-connection's own task, which echoes and keeps the ping/idle timers.  A
-sender task runs only while pushes wait, and a short-lived task per
-unanswered PING.  When any of them ends the connection, the session's tasks
-are cancelled and it is removed from the registry, so a later push to its
-ID is 404.
+connection's own task, which echoes and keeps the ping/idle timers.  A push
+is written by the push listener's task itself (``ClientStream`` never
+waits for the client); a flusher task runs only while the client's socket
+is full, and a short-lived task per unanswered PING.  When the session
+ends, its tasks are cancelled and it is removed from the registry, so a
+later push to its ID is 404.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from nginxws.conf.model import Location, Server, WebSocket
 from nginxws.http import LAZY_DELAY, server_header
+from nginxws.netio import SocketStream
 from nginxws.registry import Entry
 from nginxws.session import (
     IDLE_CLOSE_CODE,
@@ -58,17 +60,43 @@ class ClientStream(trio.abc.Stream):
     It first replays the handshake bytes the front door already read with
     h11 (so nothing is lost), then reports every received chunk to the
     session's timers and counts the bytes sent, for the access log.
+
+    Once the session runs (``start_buffering``), a send never waits for the
+    client, as nginx's own writes do: what the kernel does not take at once
+    is kept, in order, in a backlog that a flusher task writes as the client
+    reads, under the worker's send watch (``send_timeout`` between two
+    successive writes).  A push is therefore written by the push listener's
+    own task, and a slow client holds up no one: the push listener answers
+    503 while ``full``, and a client that lets more than ``limit`` +
+    ``SLACK`` frames pile up (pongs to a ping flood it does not read) is
+    dropped.
     """
 
-    __slots__ = ("_stream", "_prefix", "_timers", "bytes_sent", "close_sent", "ws")
+    __slots__ = (
+        "_stream", "_prefix", "_timers", "bytes_sent", "close_sent", "ws",
+        "_backlog", "_flushed", "_start_flusher", "limit",
+    )
 
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes, timers: Timers) -> None:
+    def __init__(self, stream: SocketStream, prefix: bytes, timers: Timers) -> None:
         self._stream = stream
         self._prefix = prefix
         self._timers = timers
         self.bytes_sent = 0
         self.close_sent = False
         self.ws = None  # the WebSocketConnection, once the handshake is done
+        self._backlog: deque[memoryview] | None = None  # not None while the flusher runs
+        self._flushed: trio.Event | None = None  # set when the flusher ends
+        self._start_flusher: Callable[[], object] | None = None
+        self.limit = 0
+
+    def start_buffering(self, start_flusher: Callable[[], object], limit: int) -> None:
+        """From now on sends do not wait; ``start_flusher()`` starts ``flush``."""
+        self._start_flusher = start_flusher
+        self.limit = limit
+
+    def full(self) -> bool:
+        """Whether ``limit`` frames already wait for the client."""
+        return self._backlog is not None and len(self._backlog) >= self.limit
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -84,25 +112,71 @@ class ClientStream(trio.abc.Stream):
         # starts with FIN + opcode 8.
         if data[:1] == CLOSE_FRAME_START:
             self.close_sent = True
-        await self._stream.send_all(data)
-        self.bytes_sent += len(data)
+        if self._start_flusher is None:
+            await self._stream.send_all(data)
+            self.bytes_sent += len(data)
+            return
+        if self._backlog is not None:
+            if len(self._backlog) >= self.limit + SLACK:
+                raise trio.BrokenResourceError("the client is not reading")
+            self._backlog.append(memoryview(bytes(data)))
+            return
+        sent = self._stream.send_nowait(data)
+        self.bytes_sent += sent
+        if sent < len(data):
+            self._backlog = deque((memoryview(bytes(data))[sent:],))
+            self._flushed = trio.Event()
+            self._start_flusher()
+
+    async def flush(self, session: Session, send_timeout: float, watch: SendWatch) -> None:
+        """Write the backlog as the client takes it, then end."""
+        backlog = self._backlog
+        try:
+            while backlog:
+                sent = self._stream.send_nowait(backlog[0])
+                if sent:
+                    self.bytes_sent += sent
+                    watch.start(session, trio.current_time() + send_timeout)
+                    if sent == len(backlog[0]):
+                        backlog.popleft()
+                        continue
+                    backlog[0] = backlog[0][sent:]
+                elif not watch.watching():
+                    watch.start(session, trio.current_time() + send_timeout)
+                await self._stream.wait_send_all_might_not_block()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if session.cancel_scope is not None:
+                session.cancel_scope.cancel()
+        finally:
+            watch.done()
+            self._backlog = None
+            self._flushed.set()
+
+    async def drained(self) -> None:
+        """Wait until everything sent so far has reached the kernel."""
+        if self._backlog is not None:
+            await self._flushed.wait()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
-        # When wsproto finds a protocol error in the client's frames (1002,
-        # 1007) trio-websocket drops the TCP connection without the close
-        # frame RFC 6455 section 7.1.7 asks for; send it, bounded in time.
-        reason = self.ws.closed if self.ws is not None else None
-        if reason is not None and reason.code in PROTOCOL_ERRORS and not self.close_sent:
-            self.close_sent = True
+        try:
             with trio.move_on_after(CLOSE_TIMEOUT):
-                try:
-                    await self._stream.send_all(_SERVER_FRAMES.close(reason.code, reason.reason))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-        await self._stream.aclose()
+                # When wsproto finds a protocol error in the client's frames
+                # (1002, 1007) trio-websocket drops the TCP connection without
+                # the close frame RFC 6455 section 7.1.7 asks for; send it.
+                reason = self.ws.closed if self.ws is not None else None
+                if reason is not None and reason.code in PROTOCOL_ERRORS and not self.close_sent:
+                    try:
+                        await self.send_all(_SERVER_FRAMES.close(reason.code, reason.reason))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                # What is still in the backlog (a close reply, most likely)
+                # goes out before the connection closes.
+                await self.drained()
+        finally:
+            await self._stream.aclose()
 
 
 def replay_request(request: h11.Request, trailing: bytes) -> bytes:
@@ -132,20 +206,17 @@ class Session:
 
 
 class SendWatch:
-    """The worker's ``send_timeout``: which sessions are sending (the welcome,
-    a push, an echo), and until when they may.
+    """The worker's ``send_timeout``: which flushers (``ClientStream.flush``)
+    wait for a client that does not read, and until when they may.
 
     One task (``run``) looks every ``LAZY_DELAY`` seconds and drops each
-    client whose send has passed its deadline.  A cancel scope per send
-    would cost every push about 10 µs; this costs a dict entry, and a drop
-    may come up to ``LAZY_DELAY`` late.
+    client whose deadline has passed; a drop may come up to ``LAZY_DELAY``
+    late, as with nginx's lazy timers.  Entries are per task.
     """
 
     __slots__ = ("_sending",)
 
     def __init__(self) -> None:
-        # Per sending task: a session's echo and its push sender may both be
-        # sending (one waits for trio-websocket's lock), and each is watched.
         self._sending: dict[trio.lowlevel.Task, tuple[Session, float]] = {}
 
     def start(self, session: Session, deadline: float) -> None:
@@ -155,6 +226,10 @@ class SendWatch:
     def done(self) -> None:
         """The calling task's send is over."""
         self._sending.pop(trio.lowlevel.current_task(), None)
+
+    def watching(self) -> bool:
+        """Whether the calling task has a send under watch."""
+        return trio.lowlevel.current_task() in self._sending
 
     def expired(self, now: float) -> list[Session]:
         """The sessions with a send past its deadline; those sends leave the watch."""
@@ -170,46 +245,10 @@ class SendWatch:
                     session.cancel_scope.cancel()
 
 
-class Outbox:
-    """A session's pushed messages waiting to be sent, at most ``limit``.
-
-    ``offer`` never blocks (the registry answers 503 when it refuses).  A
-    sender task runs only while messages wait: the first offer to an empty
-    outbox starts one (``start(outbox)``), and it ends when ``take`` finds
-    the queue empty.  Most connections are idle most of the time, and a
-    waiting task per connection would cost each of them about 2 KB.
-    """
-
-    __slots__ = ("limit", "closed", "_queue", "_start")
-
-    def __init__(self, limit: int, start: Callable[[Outbox], object]) -> None:
-        self.limit = limit
-        self.closed = False
-        self._queue: deque[str | bytes] | None = None  # not None while a sender runs
-        self._start = start
-
-    def offer(self, message: str | bytes) -> bool:
-        if self.closed:
-            return False
-        if self._queue is None:
-            self._queue = deque((message,))
-            self._start(self)
-            return True
-        if len(self._queue) >= self.limit:
-            return False
-        self._queue.append(message)
-        return True
-
-    def take(self) -> str | bytes | object:
-        """The next message for the sender, or ``DONE``: the sender ends."""
-        if not self._queue:
-            self._queue = None
-            return DONE
-        return self._queue.popleft()
-
-
-DONE = object()
 NOTHING = object()
+# Frames beyond ``push_queue`` a client may have waiting (pongs, an echo, the
+# close reply, pushes that passed the check together) before it is dropped.
+SLACK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +274,6 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     client = ClientStream(stream, upgrade.handshake, timers)
     push_id = new_id()
     session = Session()
-    outbox = None
 
     async with trio.open_nursery() as nursery:
         try:
@@ -253,22 +291,23 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
             nursery.cancel_scope.cancel()
             return CLIENT_CLOSED_REQUEST, client.bytes_sent
         client.ws = ws
+        # The flusher lives beside trio-websocket's reader, so that what is
+        # left to write (a close reply) still goes out while the session ends.
+        client.start_buffering(
+            partial(nursery.start_soon, client.flush, session, send_timeout, worker.send_watch), settings.push_queue
+        )
         worker.add_session(session)
         try:
             async with trio.open_nursery() as tasks:
                 session.cancel_scope = tasks.cancel_scope
-                watch = worker.send_watch
-                outbox = Outbox(settings.push_queue, partial(tasks.start_soon, _send_pushes, ws, session, send_timeout, watch))
-                worker.registry.add(push_id, Entry(location, outbox.offer))
+                worker.registry.add(push_id, Entry(location, client.full, partial(_push, ws)))
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
-                    await _send(ws, session, welcome, send_timeout, watch)
-                await _echo_and_timers(ws, session, timers, send_timeout, watch, tasks)
+                    await _send(ws, session, welcome)
+                await _echo_and_timers(ws, client, session, timers, tasks)
                 tasks.cancel_scope.cancel()
         finally:
             worker.registry.remove(push_id)
-            if outbox is not None:
-                outbox.closed = True
             with trio.CancelScope(shield=True):
                 if session.timed_out:
                     worker.error_log.info("client timed out while sending to client", conn=conn)
@@ -280,27 +319,33 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     return 101, client.bytes_sent
 
 
-async def _send(ws, session: Session, message: str | bytes, timeout: float, watch: SendWatch) -> None:
-    """Send one message under ``watch``.  A client that takes over
-    ``send_timeout`` is dropped; one already gone (it closed, or half-closed
-    right after its handshake) ends the session quietly."""
-    watch.start(session, trio.current_time() + timeout)
+async def _send(ws, session: Session, message: str | bytes) -> None:
+    """Send one message (it never waits for the client: ``ClientStream``);
+    a client already gone (it closed, or half-closed right after its
+    handshake) ends the session quietly."""
     try:
         await ws.send_message(message)
     except ConnectionClosed:
         session.cancel_scope.cancel()
-    finally:
-        watch.done()
 
 
-async def _echo_and_timers(
-    ws, session: Session, timers: Timers, send_timeout: float, watch: SendWatch, tasks: trio.Nursery
-) -> None:
+async def _push(ws, message: str | bytes) -> bool:
+    """Hand a push to the client's connection; False if it has gone."""
+    try:
+        await ws.send_message(message)
+    except ConnectionClosed:
+        return False
+    return True
+
+
+async def _echo_and_timers(ws, client: ClientStream, session: Session, timers: Timers, tasks: trio.Nursery) -> None:
     """Echo every client message back with its type; while waiting for one,
     keep the ping and idle timers.  Returns when the session should end.
 
-    Only the wait is bounded by the timers: an echo is never cut by one,
-    only by ``send_timeout`` (the watch).
+    An echo waits until what was sent before it has reached the kernel, so
+    a client that sends without reading is read no further (and dropped
+    after ``send_timeout``).  Only the wait for a message is bounded by the
+    timers.
     """
     while True:
         message = NOTHING
@@ -310,7 +355,8 @@ async def _echo_and_timers(
             except ConnectionClosed:
                 return
         if message is not NOTHING:
-            await _send(ws, session, message, send_timeout, watch)
+            await client.drained()
+            await _send(ws, session, message)
             continue
         action = timers.due(trio.current_time())
         if action is Action.PING:
@@ -320,12 +366,6 @@ async def _echo_and_timers(
         elif action is Action.CLOSE:
             session.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
             return
-
-
-async def _send_pushes(ws, session: Session, send_timeout: float, watch: SendWatch, outbox: Outbox) -> None:
-    """The outbox's sender: send until the outbox is empty."""
-    while (message := outbox.take()) is not DONE:
-        await _send(ws, session, message, send_timeout, watch)
 
 
 async def _ping(ws) -> None:

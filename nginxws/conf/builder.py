@@ -19,11 +19,17 @@ import glob
 import os
 
 from nginxws.conf.directives import REFUSED, lookup
-from nginxws.conf.drafts import AddressDraft, HttpDraft, LevelDraft, LocationDraft, MainDraft
+from nginxws.conf.drafts import (
+    AddressDraft,
+    HttpDraft,
+    LevelDraft,
+    LocationDraft,
+    MainDraft,
+)
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import (
-    AccessLog,
     DEFAULT_WORKER_CONNECTIONS,
+    AccessLog,
     Config,
     ErrorLog,
     Http,

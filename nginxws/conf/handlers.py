@@ -15,10 +15,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nginxws.conf.address import AddressError, parse_address
-from nginxws.conf.drafts import AddressDraft, EventsDraft, HttpDraft, LocationDraft, ServerDraft
+from nginxws.conf.drafts import (
+    AddressDraft,
+    EventsDraft,
+    HttpDraft,
+    LocationDraft,
+    ServerDraft,
+)
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, Where
 from nginxws.conf.syntax import Statement
-from nginxws.conf.values import parse_flag, parse_int, parse_msec, parse_size, regex_error
+from nginxws.conf.values import (
+    parse_flag,
+    parse_int,
+    parse_msec,
+    parse_size,
+    regex_error,
+)
 from nginxws.conf.websocket import WebSocketArgError, parse_websocket
 
 if TYPE_CHECKING:

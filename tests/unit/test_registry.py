@@ -5,76 +5,77 @@ import base64
 import pytest
 
 from nginxws.conf.model import HttpSettings, Location, WebSocket
-from nginxws.registry import Entry, Push, PushError, Registry, push_id_from, push_message
+from nginxws.registry import Entry, PushError, Registry, push_id_from, push_message
 
 WS = Location("", "/ws", HttpSettings(), websocket=WebSocket())
 OTHER = Location("", "/other", HttpSettings(), websocket=WebSocket())
 
 
-class Queue:
-    def __init__(self, limit):
-        self.limit, self.items = limit, []
+class Client:
+    """A session as the registry sees it: a backlog that can be full."""
 
-    def offer(self, message):
-        if len(self.items) >= self.limit:
-            return False
-        self.items.append(message)
-        return True
+    def __init__(self, is_full=False):
+        self.is_full = is_full
+
+    def entry(self, location=None):
+        return Entry(location or WS, lambda: self.is_full, self.send)
+
+    async def send(self, message):
+        raise AssertionError("the registry itself never sends")
 
 
 def basic(user: str, password: str = "") -> bytes:
     return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
 
-def test_push_reaches_only_the_named_session():
-    registry, a, b = Registry(), Queue(4), Queue(4)
-    registry.add("A", Entry(WS, a.offer))
-    registry.add("B", Entry(WS, b.offer))
-    registry.deliver(Push("A", "hi"), WS)
-    assert a.items == ["hi"] and b.items == []
+def test_push_goes_to_the_named_session_only():
+    registry, a, b = Registry(), Client(), Client()
+    registry.add("A", a.entry())
+    registry.add("B", b.entry())
+    assert registry.target("A", WS).send == a.send
+    assert registry.target("B", WS).send == b.send
 
 
 @pytest.mark.parametrize("push_id", ["nobody", "", "A "])
 def test_unknown_id_is_404(push_id):
     registry = Registry()
-    registry.add("A", Entry(WS, Queue(1).offer))
+    registry.add("A", Client().entry())
     with pytest.raises(PushError) as err:
-        registry.deliver(Push(push_id, "x"), WS)
+        registry.target(push_id, WS)
     assert err.value.status == 404
 
 
 def test_departed_id_is_404_and_never_reused():
     registry = Registry()
-    registry.add("A", Entry(WS, Queue(1).offer))
+    registry.add("A", Client().entry())
     registry.remove("A")
     with pytest.raises(PushError) as err:
-        registry.deliver(Push("A", "x"), WS)
+        registry.target("A", WS)
     assert err.value.status == 404
 
 def test_adding_a_live_id_twice_is_refused():
     registry = Registry()
-    registry.add("A", Entry(WS, Queue(1).offer))
+    registry.add("A", Client().entry())
     with pytest.raises(ValueError):
-        registry.add("A", Entry(WS, Queue(1).offer))
+        registry.add("A", Client().entry())
 
 
 def test_push_to_another_location_of_the_server_is_404():
     registry = Registry()
-    registry.add("A", Entry(WS, Queue(1).offer))
+    registry.add("A", Client().entry())
     with pytest.raises(PushError) as err:
-        registry.deliver(Push("A", "x"), OTHER)
+        registry.target("A", OTHER)
     assert err.value.status == 404
 
 
-def test_full_queue_is_503_and_keeps_what_was_queued():
-    registry, queue = Registry(), Queue(2)
-    registry.add("A", Entry(WS, queue.offer))
-    registry.deliver(Push("A", "1"), WS)
-    registry.deliver(Push("A", "2"), WS)
+def test_full_backlog_is_503_until_it_drains():
+    registry, client = Registry(), Client(is_full=True)
+    registry.add("A", client.entry())
     with pytest.raises(PushError) as err:
-        registry.deliver(Push("A", "3"), WS)
+        registry.target("A", WS)
     assert err.value.status == 503
-    assert queue.items == ["1", "2"]
+    client.is_full = False
+    assert registry.target("A", WS).send == client.send
 
 
 @pytest.mark.parametrize(
