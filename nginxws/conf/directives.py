@@ -182,9 +182,9 @@ SUPPORTED_DIRECTIVES = (
        doc="The largest request body (push message) accepted; larger ones get 413."),
     _d("send_timeout", HTTP_ANY, TAKE1, h.seconds,
        syntax="send_timeout time;", default="send_timeout 60s;",
-       doc="How long a client may take to accept data nginxws sends it: the welcome message, "
-           "a push or an echo. Like nginx's timers it is kept lazily: a client may be "
-           "dropped up to 0.3 s late."),
+       doc="How long a client that does not take what it is sent (pushes, echoes, the welcome "
+           "message) may go between two successive writes before it is dropped, as in nginx. "
+           "Like nginx's timers it is kept lazily: a drop may come up to 0.3 s late."),
     _d("keepalive_timeout", HTTP_ANY, TAKE12, h.keepalive_timeout,
        syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
        doc="How long an idle keep-alive HTTP connection stays open (on the push port, up to "
