@@ -161,20 +161,21 @@ class ClientStream(trio.abc.Stream):
         await self._stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
+        # When wsproto finds a protocol error in the client's frames (1002,
+        # 1007) trio-websocket drops the TCP connection without the close
+        # frame RFC 6455 section 7.1.7 asks for; send it.  What is still in
+        # the backlog (a close reply, most likely) goes out first.
+        reason = self.ws.closed if self.ws is not None else None
+        protocol_error = reason is not None and reason.code in PROTOCOL_ERRORS and not self.close_sent
         try:
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                # When wsproto finds a protocol error in the client's frames
-                # (1002, 1007) trio-websocket drops the TCP connection without
-                # the close frame RFC 6455 section 7.1.7 asks for; send it.
-                reason = self.ws.closed if self.ws is not None else None
-                if reason is not None and reason.code in PROTOCOL_ERRORS and not self.close_sent:
-                    try:
-                        await self.send_all(_SERVER_FRAMES.close(reason.code, reason.reason))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                # What is still in the backlog (a close reply, most likely)
-                # goes out before the connection closes.
-                await self.drained()
+            if protocol_error or self._backlog is not None:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    if protocol_error:
+                        try:
+                            await self.send_all(_SERVER_FRAMES.close(reason.code, reason.reason))
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass
+                    await self.drained()
         finally:
             await self._stream.aclose()
 
