@@ -161,7 +161,9 @@ async def handle_client(worker, stream: SocketStream, local, remote, conn: int) 
                 del h, event
                 if not exchange.settings.access_logs:
                     exchange.request = None
-                exchange.status, exchange.sent = await run_session(worker, stream, upgrade, conn)
+                session = run_session(worker, stream, upgrade, conn)
+                del upgrade  # the session keeps only what it needs of it
+                exchange.status, exchange.sent = await session
                 worker.log_access(exchange, remote, local)
                 return
             worker.log_access(exchange, remote, local)

@@ -119,8 +119,8 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
     push_id = push_id_from(found.get(b"authorization"), query)
     message = push_message(body, found.get(b"content-type"), limit)
     exchange.settings = location.settings
-    entry = worker.registry.target(push_id, location)
-    if not await entry.send(message):
+    target = worker.registry.target(push_id, location)
+    if not await target.push(message):
         raise PushError(404, "client has gone")
     return 204
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs
 
 from nginxws.conf.model import Location
@@ -39,13 +39,23 @@ class PushError(Exception):
         self.reason = reason
 
 
+class PushTarget(Protocol):
+    """A session as a push sees it."""
+
+    def full(self) -> bool:
+        """True while ``push_queue`` frames wait for the client."""
+
+    async def push(self, message: str | bytes) -> bool:
+        """Hand ``message`` to the client's connection without waiting for
+        the client; False if the client has gone."""
+
+
 @dataclass(slots=True)
 class Entry:
     """What the registry holds for one session."""
 
     location: Location
-    full: Callable[[], bool]  # True while ``push_queue`` frames wait for the client
-    send: Callable[[str | bytes], Awaitable[bool]]  # never waits for the client; False if it has gone
+    target: PushTarget
 
 
 class Registry:
@@ -70,15 +80,15 @@ class Registry:
     def remove(self, push_id: str) -> None:
         self._entries.pop(push_id, None)
 
-    def target(self, push_id: str, location: Location) -> Entry:
+    def target(self, push_id: str, location: Location) -> PushTarget:
         """The session a push to ``push_id`` at ``location`` goes to, or
         PushError: 404 for an ID not held here, 503 while its backlog is full."""
         entry = self._entries.get(push_id)
         if entry is None or entry.location is not location:
             raise PushError(404, "unknown push ID")
-        if entry.full():
+        if entry.target.full():
             raise PushError(503, "client is not reading fast enough")
-        return entry
+        return entry.target
 
 
 def push_id_from(authorization: bytes | None, query: bytes) -> str:

@@ -13,9 +13,7 @@ later push to its ID is 404.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import h11
 import trio
@@ -74,7 +72,7 @@ class ClientStream(trio.abc.Stream):
 
     __slots__ = (
         "_stream", "_prefix", "_timers", "bytes_sent", "close_sent", "ws",
-        "_backlog", "_flushed", "_start_flusher", "limit",
+        "_backlog", "_flushed", "_nursery", "_session", "_send_timeout", "_watch", "limit",
     )
 
     def __init__(self, stream: SocketStream, prefix: bytes, timers: Timers) -> None:
@@ -86,12 +84,17 @@ class ClientStream(trio.abc.Stream):
         self.ws = None  # the WebSocketConnection, once the handshake is done
         self._backlog: deque[memoryview] | None = None  # not None while the flusher runs
         self._flushed: trio.Event | None = None  # set when the flusher ends
-        self._start_flusher: Callable[[], object] | None = None
+        self._nursery: trio.Nursery | None = None  # where the flusher runs, once buffering
+        self._session: Session | None = None
+        self._send_timeout = 0.0
+        self._watch: SendWatch | None = None
         self.limit = 0
 
-    def start_buffering(self, start_flusher: Callable[[], object], limit: int) -> None:
-        """From now on sends do not wait; ``start_flusher()`` starts ``flush``."""
-        self._start_flusher = start_flusher
+    def start_buffering(
+        self, nursery: trio.Nursery, session: Session, send_timeout: float, watch: SendWatch, limit: int
+    ) -> None:
+        """From now on sends do not wait; a flusher runs in ``nursery`` when needed."""
+        self._nursery, self._session, self._send_timeout, self._watch = nursery, session, send_timeout, watch
         self.limit = limit
 
     def full(self) -> bool:
@@ -112,7 +115,7 @@ class ClientStream(trio.abc.Stream):
         # starts with FIN + opcode 8.
         if data[:1] == CLOSE_FRAME_START:
             self.close_sent = True
-        if self._start_flusher is None:
+        if self._nursery is None:
             await self._stream.send_all(data)
             self.bytes_sent += len(data)
             return
@@ -126,11 +129,20 @@ class ClientStream(trio.abc.Stream):
         if sent < len(data):
             self._backlog = deque((memoryview(bytes(data))[sent:],))
             self._flushed = trio.Event()
-            self._start_flusher()
+            self._nursery.start_soon(self.flush)
 
-    async def flush(self, session: Session, send_timeout: float, watch: SendWatch) -> None:
+    async def push(self, message: str | bytes) -> bool:
+        """Hand a push to the connection (it never waits for the client);
+        False if the client has gone."""
+        try:
+            await self.ws.send_message(message)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def flush(self) -> None:
         """Write the backlog as the client takes it, then end."""
-        backlog = self._backlog
+        backlog, session, watch, send_timeout = self._backlog, self._session, self._watch, self._send_timeout
         try:
             while backlog:
                 sent = self._stream.send_nowait(backlog[0])
@@ -268,11 +280,12 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
     Returns (status, bytes sent) for the access log: 101 once the handshake
     succeeded.
     """
-    location = upgrade.location
+    location, server, path = upgrade.location, upgrade.server, upgrade.path
     settings: WebSocket = location.websocket
     send_timeout = location.settings.send_timeout
     timers = Timers(settings.pingintvl, settings.idleintvl, trio.current_time())
     client = ClientStream(stream, upgrade.handshake, timers)
+    del upgrade  # its handshake bytes go once trio-websocket has read them
     push_id = new_id()
     session = Session()
 
@@ -294,16 +307,14 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
         client.ws = ws
         # The flusher lives beside trio-websocket's reader, so that what is
         # left to write (a close reply) still goes out while the session ends.
-        client.start_buffering(
-            partial(nursery.start_soon, client.flush, session, send_timeout, worker.send_watch), settings.push_queue
-        )
+        client.start_buffering(nursery, session, send_timeout, worker.send_watch, settings.push_queue)
         worker.add_session(session)
         try:
             async with trio.open_nursery() as tasks:
                 session.cancel_scope = tasks.cancel_scope
-                worker.registry.add(push_id, Entry(location, client.full, partial(_push, ws)))
+                worker.registry.add(push_id, Entry(location, client))
                 if settings.welcome:
-                    welcome = welcome_message(push_id, worker.push_addresses(upgrade.server), upgrade.path)
+                    welcome = welcome_message(push_id, worker.push_addresses(server), path)
                     await _send(ws, session, welcome)
                 await _echo_and_timers(ws, client, session, timers, tasks)
                 tasks.cancel_scope.cancel()
@@ -328,15 +339,6 @@ async def _send(ws, session: Session, message: str | bytes) -> None:
         await ws.send_message(message)
     except ConnectionClosed:
         session.cancel_scope.cancel()
-
-
-async def _push(ws, message: str | bytes) -> bool:
-    """Hand a push to the client's connection; False if it has gone."""
-    try:
-        await ws.send_message(message)
-    except ConnectionClosed:
-        return False
-    return True
 
 
 async def _echo_and_timers(ws, client: ClientStream, session: Session, timers: Timers, tasks: trio.Nursery) -> None:

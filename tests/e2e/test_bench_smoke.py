@@ -32,3 +32,17 @@ def test_bench_runs_a_baseline_build_beside_nginxws_with_a_ratio_column(nginxws_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| metric | nginxws 1w | baseline 1w | nginxws 1w / baseline 1w |" in result.stdout
     assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 |" in result.stdout
+
+
+MEMORY_OWNERS = BENCH.parent / "memory_owners.py"
+
+
+def test_memory_owners_reports_bytes_per_connection_by_library(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(MEMORY_OWNERS), "--clients", "50", "--top", "5"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "50 idle connections:" in result.stdout
+    for owner in ("| trio |", "| trio_websocket |", "| wsproto |", "| nginxws |"):
+        assert owner in result.stdout

@@ -18,9 +18,12 @@ class Client:
         self.is_full = is_full
 
     def entry(self, location=None):
-        return Entry(location or WS, lambda: self.is_full, self.send)
+        return Entry(location or WS, self)
 
-    async def send(self, message):
+    def full(self):
+        return self.is_full
+
+    async def push(self, message):
         raise AssertionError("the registry itself never sends")
 
 
@@ -32,8 +35,8 @@ def test_push_goes_to_the_named_session_only():
     registry, a, b = Registry(), Client(), Client()
     registry.add("A", a.entry())
     registry.add("B", b.entry())
-    assert registry.target("A", WS).send == a.send
-    assert registry.target("B", WS).send == b.send
+    assert registry.target("A", WS) is a
+    assert registry.target("B", WS) is b
 
 
 @pytest.mark.parametrize("push_id", ["nobody", "", "A "])
@@ -75,7 +78,7 @@ def test_full_backlog_is_503_until_it_drains():
         registry.target("A", WS)
     assert err.value.status == 503
     client.is_full = False
-    assert registry.target("A", WS).send == client.send
+    assert registry.target("A", WS) is client
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
-from functools import partial
 
 import pytest
 import trio
@@ -51,7 +50,7 @@ def pair():
 def client_stream(stream: SocketStream, nursery: trio.Nursery, watch: SendWatch, session: Session,
                   limit: int = 4) -> ClientStream:
     client = ClientStream(stream, b"", Timers(300.0, 360.0, trio.current_time()))
-    client.start_buffering(partial(nursery.start_soon, client.flush, session, SEND_TIMEOUT, watch), limit)
+    client.start_buffering(nursery, session, SEND_TIMEOUT, watch, limit)
     return client
 
 
