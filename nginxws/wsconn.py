@@ -6,8 +6,8 @@ connection's own task, which echoes and keeps the ping/idle timers.  A push
 is written by the push listener's task itself (``ClientStream`` never
 waits for the client); a flusher task runs only while the client's socket
 is full, and a short-lived task per unanswered PING.  When the session
-ends, its tasks are cancelled and it is removed from the registry, so a
-later push to its ID is 404.
+ends it is removed from the registry (a later push to its ID is 404), it
+closes, and then its other tasks are cancelled.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def replay_request(request: h11.Request, trailing: bytes) -> bytes:
 class Session:
     """A live session as the worker tracks it: how to end it, and why it ended."""
 
-    cancel_scope: trio.CancelScope | None = None  # the session's tasks, once they run
+    cancel_scope: trio.CancelScope | None = None  # the session's own work (welcome, echo, timers), once it runs
     close_code: int | None = None
     close_reason: str | None = None
     timed_out: bool = False  # a send took over send_timeout: drop, no close handshake
@@ -310,14 +310,14 @@ async def run_session(worker, stream: trio.abc.Stream, upgrade: Upgrade, conn: i
         client.start_buffering(nursery, session, send_timeout, worker.send_watch, settings.push_queue)
         worker.add_session(session)
         try:
-            async with trio.open_nursery() as tasks:
-                session.cancel_scope = tasks.cancel_scope
+            # The session's own work is this task's; its scope is what ending
+            # the session cancels.  Ping tasks run beside the reader.
+            with trio.CancelScope() as session.cancel_scope:
                 worker.registry.add(push_id, Entry(location, client))
                 if settings.welcome:
                     welcome = welcome_message(push_id, worker.push_addresses(server), path)
                     await _send(ws, session, welcome)
-                await _echo_and_timers(ws, client, session, timers, tasks)
-                tasks.cancel_scope.cancel()
+                await _echo_and_timers(ws, client, session, timers, nursery)
         finally:
             worker.registry.remove(push_id)
             with trio.CancelScope(shield=True):
@@ -341,7 +341,7 @@ async def _send(ws, session: Session, message: str | bytes) -> None:
         session.cancel_scope.cancel()
 
 
-async def _echo_and_timers(ws, client: ClientStream, session: Session, timers: Timers, tasks: trio.Nursery) -> None:
+async def _echo_and_timers(ws, client: ClientStream, session: Session, timers: Timers, pings: trio.Nursery) -> None:
     """Echo every client message back with its type; while waiting for one,
     keep the ping and idle timers.  Returns when the session should end.
 
@@ -365,7 +365,7 @@ async def _echo_and_timers(ws, client: ClientStream, session: Session, timers: T
         if action is Action.PING:
             # trio-websocket's ping() returns only when the pong arrives, and
             # the idle timer must keep running meanwhile.
-            tasks.start_soon(_ping, ws)
+            pings.start_soon(_ping, ws)
         elif action is Action.CLOSE:
             session.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
             return
