@@ -392,3 +392,9 @@ async def _close(ws, session: Session, client: ClientStream) -> None:
                 pass
     if scope.cancelled_caught:
         await trio.aclose_forcefully(client)
+    else:
+        # When the client closed first or broke the protocol, closing the
+        # stream is left to trio-websocket's reader, which the end of the
+        # session may cancel before it gets there; close it here (after the
+        # close frame a protocol error owes and what is left to write).
+        await client.aclose()
