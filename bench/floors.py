@@ -50,7 +50,6 @@ import datetime
 import os
 import platform
 import re
-import resource
 import select
 import statistics
 import subprocess
@@ -58,9 +57,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import IO
+
+from machine import loadavg, machine_line, package_version, raise_file_limit
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -347,16 +347,9 @@ def counts_line(counts: Counts) -> str:
     )
 
 
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def versions_line(pythons: Interpreters) -> str:
     parts = [f"Python {platform.python_version()}"]
-    parts += [f"{name} {_version(name)}" for name in ("trio", "trio-websocket", "h11", "wsproto")]
+    parts += [f"{name} {package_version(name)}" for name in ("trio", "trio-websocket", "h11", "wsproto")]
     if pythons.uvloop:
         uvloop = subprocess.run(
             [pythons.uvloop, "-c", "import uvloop; print(uvloop.__version__)"],
@@ -367,26 +360,6 @@ def versions_line(pythons: Interpreters) -> str:
     else:
         parts.append("uvloop not installed (its rows show —); load generator on asyncio")
     return "Versions: " + "; ".join(parts) + "."
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as loadavg:
-        return " ".join(loadavg.read().split()[:3])
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine_line(load_before: str, elapsed: float) -> str:
-    return (
-        f"Machine: {_cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}; "
-        f"load average before {load_before}, after {_loadavg()}; run took {elapsed:.0f} s."
-    )
 
 
 def write_markdown(path: Path, argv: list[str], body: list[str]) -> None:
@@ -402,13 +375,6 @@ def write_markdown(path: Path, argv: list[str], body: list[str]) -> None:
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + section + "\n"
     path.write_text(text)
-
-
-def raise_file_limit() -> int:
-    """Raise RLIMIT_NOFILE to its hard limit; the servers and the load inherit it."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -455,7 +421,7 @@ def main() -> None:
     import floors_micro
 
     started = time.monotonic()
-    load_before = _loadavg()
+    load_before = loadavg()
     base = SMOKE if args.smoke else QUICK if args.quick else FULL
     counts = dataclasses.replace(
         base, rounds=args.rounds or base.rounds, time_limit=args.time_limit or base.time_limit
@@ -480,7 +446,7 @@ def main() -> None:
         body += ["Not measured: " + "; ".join(
             f"{label}: {why}" for label, why in results.notes.items()
         ) + ".", ""]
-    body += [machine_line(load_before, time.monotonic() - started), "", versions_line(pythons)]
+    body += [machine_line(load_before, loadavg(), time.monotonic() - started), "", versions_line(pythons)]
     print("\n".join(body))
     if args.markdown:
         write_markdown(args.markdown, argv, body)

@@ -14,7 +14,6 @@ import asyncio
 import datetime
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -23,12 +22,12 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import loadgen
 import systems
+from machine import loadavg, machine_line, package_version, raise_file_limit
 from systems import SystemSpec, StartError, Tools
 
 try:
@@ -100,13 +99,6 @@ FAILURE_KEYS = {
     "push_duplicated": ("push_duplicated",),
     "errors": ("push_errors", "latency_errors"),
 }
-
-
-def raise_file_limit() -> int:
-    """Raise this process's RLIMIT_NOFILE to its hard limit; servers inherit it."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def ensure_nchan() -> str | None:
@@ -247,7 +239,7 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
         nofile=nofile,
         baseline=args.baseline_bin,
     )
-    load_before = _loadavg()
+    load_before = loadavg()
     skipped: dict[str, str] = {}
     remarks: dict[str, str] = {}
     broken: dict[str, list[str]] = {}
@@ -306,7 +298,7 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
     elapsed = time.monotonic() - started
     if timed_out:
         print(f"bench: hard time limit of {limit:.0f} s reached; partial table", file=sys.stderr)
-    machine = _machine(load_before, _loadavg(), elapsed)
+    machine = machine_line(load_before, loadavg(), elapsed)
     versions = _versions(tools, specs)
     table = render_table(specs, results, rows(counts))
     notes = [f"- {label}: {why}" for label, why in {**remarks, **skipped}.items()]
@@ -431,40 +423,6 @@ def render_table(
     return "\n".join(lines)
 
 
-def _loadavg() -> str:
-    with open("/proc/loadavg") as loadavg:
-        return " ".join(loadavg.read().split()[:3])
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _memory_total() -> str:
-    with open("/proc/meminfo") as meminfo:
-        kilobytes = int(meminfo.readline().split()[1])
-    return f"{kilobytes / 2**20:.0f} GiB"
-
-
-def _machine(load_before: str, load_after: str, elapsed: float) -> str:
-    return (
-        f"Machine: {_cpu_model()}, {os.cpu_count()} cores, {_memory_total()}, "
-        f"Linux {platform.release()}; load average before {load_before}, after {load_after}; "
-        f"run took {elapsed:.0f} s."
-    )
-
-
-def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _versions(tools: Tools, specs: list[SystemSpec]) -> str:
     kinds = {spec.kind for spec in specs}
     parts = [f"Python {platform.python_version()}"]
@@ -472,7 +430,7 @@ def _versions(tools: Tools, specs: list[SystemSpec]) -> str:
         parts.append(systems.version_of([str(tools.nginxws), "-v"]))
     if "websockets" in kinds:
         parts.append(
-            f"websockets {_package_version('websockets')}, uvloop {_package_version('uvloop')}"
+            f"websockets {package_version('websockets')}, uvloop {package_version('uvloop')}"
         )
     if "nchan" in kinds:
         nchan = systems.version_of(["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"])
