@@ -15,11 +15,12 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 import trio
 import trio.testing
+
+from scheduling import scheduler_trips
 
 from nginxws.netio import DEFAULT_RECEIVE_SIZE, Listener, SocketStream
 
@@ -38,33 +39,6 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
             await test()
 
     trio.run(bounded)
-
-
-class _TaskSteps(trio.abc.Instrument):
-    """Counts the times one task gave the scheduler a turn."""
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-        self.count = 0
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
-            self.count += 1
-
-
-@contextmanager
-def scheduler_trips() -> Iterator[_TaskSteps]:
-    """How often the current task yields to the scheduler inside the block.
-
-    ``trio.testing.assert_no_checkpoints`` cannot say this: it also counts a
-    cancellation check that did not yield, which ``send_all`` makes on purpose.
-    """
-    steps = _TaskSteps(trio.lowlevel.current_task())
-    trio.lowlevel.add_instrument(steps)
-    try:
-        yield steps
-    finally:
-        trio.lowlevel.remove_instrument(steps)
 
 
 def reset(sock: socket.socket) -> None:

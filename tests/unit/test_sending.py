@@ -9,11 +9,12 @@ payload of a few hundred kilobytes fills them; every test runs under
 from __future__ import annotations
 
 import socket
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 import trio
 import trio.testing
+from scheduling import scheduler_trips
 
 from nginxws.netio import SocketStream
 from nginxws.session import Timers
@@ -62,17 +63,6 @@ async def read_all(theirs: socket.socket, size: int) -> bytes:
     return bytes(got)
 
 
-class Steps(trio.abc.Instrument):
-    """Counts the scheduler steps of one task."""
-
-    def __init__(self, task) -> None:
-        self.task, self.count = task, 0
-
-    def before_task_step(self, task) -> None:
-        if task is self.task:
-            self.count += 1
-
-
 def payload(n: int, size: int = BIG) -> bytes:
     return bytes([n]) * size
 
@@ -96,11 +86,9 @@ def test_a_send_the_kernel_cannot_take_returns_at_once_and_the_rest_follows_in_o
         with pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 client = client_stream(stream, nursery, SendWatch(), Session())
-                steps = Steps(trio.lowlevel.current_task())
-                trio.lowlevel.add_instrument(steps)
-                await client.send_all(payload(1))
-                await client.send_all(payload(2, 10))
-                trio.lowlevel.remove_instrument(steps)
+                with scheduler_trips() as steps:
+                    await client.send_all(payload(1))
+                    await client.send_all(payload(2, 10))
                 assert steps.count == 0, "a send waited for the client"
                 assert len(nursery.child_tasks) == 1  # the flusher
                 assert await read_all(theirs, BIG + 10) == payload(1) + payload(2, 10)
@@ -130,36 +118,38 @@ def test_the_backlog_is_full_at_limit_frames_and_the_client_is_dropped_beyond_th
     run(main)
 
 
+@asynccontextmanager
+async def stalled_client():
+    """A client sent more than its socket buffers hold, its flusher waiting
+    for it: yields (its socket, the watch, the session)."""
+    with pair() as (stream, theirs):
+        watch, session = SendWatch(), Session()
+        async with trio.open_nursery() as nursery:
+            client = client_stream(stream, nursery, watch, session)
+            await client.send_all(payload(1))
+            await trio.testing.wait_all_tasks_blocked()
+            yield theirs, watch, session
+            nursery.cancel_scope.cancel()
+
+
 def test_a_client_that_does_not_read_is_watched_until_send_timeout():
     async def main():
-        with pair() as (stream, theirs):
-            watch, session = SendWatch(), Session()
-            async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, watch, session)
-                await client.send_all(payload(1))
-                await trio.testing.wait_all_tasks_blocked()
-                now = trio.current_time()
-                assert watch.expired(now + SEND_TIMEOUT - 1) == []
-                assert watch.expired(now + SEND_TIMEOUT + 1) == [session]
-                nursery.cancel_scope.cancel()
+        async with stalled_client() as (_, watch, session):
+            now = trio.current_time()
+            assert watch.expired(now + SEND_TIMEOUT - 1) == []
+            assert watch.expired(now + SEND_TIMEOUT + 1) == [session]
 
     run(main)
 
 
 def test_a_client_that_reads_slowly_but_steadily_gets_send_timeout_anew_after_each_write():
     async def main():
-        with pair() as (stream, theirs):
-            watch, session = SendWatch(), Session()
-            async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, watch, session)
-                await client.send_all(payload(1))
-                await trio.testing.wait_all_tasks_blocked()
-                first = trio.current_time()
-                await trio.sleep(0.2)
-                theirs.recv(65536)  # some progress
-                await trio.testing.wait_all_tasks_blocked()
-                assert watch.expired(first + SEND_TIMEOUT + 0.1) == []
-                nursery.cancel_scope.cancel()
+        async with stalled_client() as (theirs, watch, _):
+            first = trio.current_time()
+            await trio.sleep(0.2)
+            theirs.recv(65536)  # some progress
+            await trio.testing.wait_all_tasks_blocked()
+            assert watch.expired(first + SEND_TIMEOUT + 0.1) == []
 
     run(main)
 
