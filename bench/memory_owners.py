@@ -30,7 +30,7 @@ from nginxws.conf import load
 from nginxws.log import ErrorLogger
 from nginxws.worker import Worker
 
-OWNERS = ("trio_websocket", "wsproto", "h11", "nginxws", "trio")
+OWNERS = ("wsproto", "h11", "nginxws", "trio")
 CONF = """daemon off; master_process off; error_log stderr warn;
 events {{ worker_connections 20000; }}
 http {{ access_log off; server {{ listen 127.0.0.1:{port}; location /ws {{ websocket; }} }} }}

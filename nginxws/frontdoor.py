@@ -3,7 +3,8 @@
 One task per client connection reads requests with h11 (keep-alive and
 pipelining), picks the server and location (``routing``), and either
 answers (404, 405, 426, ``return``, error pages) or, for a WebSocket
-handshake on a ``websocket`` location, hands the stream to ``wsconn``.
+handshake on a ``websocket`` location, hands the stream to ``wsconn``
+(the request h11 parsed is the handshake: it is not parsed again).
 
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
@@ -19,6 +20,7 @@ import time
 
 import h11
 import trio
+from wsproto.utilities import split_comma_header
 
 from nginxws.conf.model import HttpSettings, Server
 from nginxws.http import (
@@ -33,29 +35,23 @@ from nginxws.http import (
 from nginxws.log import AccessEntry
 from nginxws.netio import SocketStream
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
-from nginxws.wsconn import Upgrade, replay_request, run_session
+from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-# Handshake headers wsproto decodes, and how.  A value it cannot decode
-# (a Host such as "xn--zz" or with non-ASCII bytes) would raise inside
-# trio-websocket instead of being refused, so the front door refuses it.
-WSPROTO_DECODES = {
-    b"host": "idna",
-    b"connection": "ascii",
-    b"sec-websocket-extensions": "ascii",
-    b"sec-websocket-protocol": "ascii",
-}
 
 
-def handshake_problem(request: h11.Request) -> int | None:
-    """The status for a request to a websocket location that is not a valid
-    RFC 6455 handshake, or None when it is one (trio-websocket then does it).
+def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
+    """Check an RFC 6455 opening handshake to a websocket location.
+
+    Returns the status to answer when it is not one, else its key and its
+    ``Sec-WebSocket-Extensions`` offers (for ``wsconn.negotiate``).
     """
     if request.method not in (b"GET", b"HEAD"):
         return 405
     upgrade: set[bytes] = set()
     connection: set[bytes] = set()
     version = key = None
+    offers: list[str] = []
     undecodable = False
     for name, value in request.headers:  # one pass: a handshake has many headers
         if name == b"upgrade":
@@ -66,11 +62,10 @@ def handshake_problem(request: h11.Request) -> int | None:
             version = value if version is None else version
         elif name == b"sec-websocket-key":
             key = value if key is None else key
-        codec = WSPROTO_DECODES.get(name)
-        if codec is not None and not undecodable:
+        elif name == b"sec-websocket-extensions":
             try:
-                value.decode(codec)
-            except UnicodeError:
+                offers.extend(offer for offer in split_comma_header(value) if offer)
+            except UnicodeDecodeError:
                 undecodable = True
     if b"websocket" not in upgrade:
         return 426
@@ -83,7 +78,7 @@ def handshake_problem(request: h11.Request) -> int | None:
             return 400
     except (binascii.Error, ValueError):
         return 400
-    return 400 if undecodable else None
+    return 400 if undecodable else (key, tuple(offers))
 
 
 class Exchange:
@@ -243,9 +238,10 @@ async def _handle_request(
         return await _finish_error(h, stream, exchange, 413, settings, head, close=True)
 
     if location is not None and location.websocket is not None and answer is None:
-        problem = handshake_problem(request)
-        if problem is None:
-            return Upgrade(replay_request(request, h.trailing_data[0]), server, location, path)
+        problem = read_handshake(request)
+        if not isinstance(problem, int):
+            key, offers = problem
+            return Upgrade(key, offers, h.trailing_data[0], server, location, path)
         await _discard_body(h, stream, settings)
         extra = []
         if problem == 426:

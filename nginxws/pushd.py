@@ -120,7 +120,7 @@ async def _push(worker, h, stream, request: h11.Request, server: Server, exchang
     message = push_message(body, found.get(b"content-type"), limit)
     exchange.settings = location.settings
     target = worker.registry.target(push_id, location)
-    if not await target.push(message):
+    if not target.push(message):
         raise PushError(404, "client has gone")
     return 204
 

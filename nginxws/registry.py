@@ -45,7 +45,7 @@ class PushTarget(Protocol):
     def full(self) -> bool:
         """True while ``push_queue`` frames wait for the client."""
 
-    async def push(self, message: str | bytes) -> bool:
+    def push(self, message: str | bytes) -> bool:
         """Hand ``message`` to the client's connection without waiting for
         the client; False if the client has gone."""
 

@@ -1,4 +1,9 @@
-"""Per-connection rules: the welcome message and the ping/idle timers.
+"""Per-connection rules: the WebSocket session, its ping/idle timers, the welcome.
+
+``SessionProtocol`` is one session as a sans-I/O object over wsproto: bytes
+from the client and clock ticks go in, bytes to write come out, and two
+flags say when the session closes.  The trio driver (``wsconn``) only
+moves those bytes; nothing here touches a socket or a clock.
 
 Theory of operation
 -------------------
@@ -24,10 +29,19 @@ import enum
 import secrets
 from dataclasses import dataclass
 
+from wsproto import ConnectionState
+from wsproto.connection import Connection
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+
 IDLE_CLOSE_CODE = 1001
 IDLE_CLOSE_REASON = "idle timeout"
 SHUTDOWN_CLOSE_CODE = 1001
 SHUTDOWN_CLOSE_REASON = "server shutting down"
+TOO_BIG_CLOSE_CODE = 1009
+TOO_BIG_CLOSE_REASON = "message too big"
+# How long a closing handshake may take once the server has sent its close
+# frame, before the TCP connection is cut (nginx's lingering_timeout).
+CLOSE_TIMEOUT = 5.0
 ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 
 
@@ -107,3 +121,127 @@ def welcome_message(push_id: str, addresses: tuple[PushAddress, ...], path: str)
     ``http://ID@ADDR:PORT/LOCATION`` per advertised address, joined by ``,``.
     """
     return ",".join(f"http://{push_id}@{a.netloc}{path}" for a in addresses)
+
+
+class SessionProtocol:
+    """One WebSocket session's rules over wsproto's ``Connection``.
+
+    * ``receive(data, now)``: bytes from the client (``None`` at EOF); every
+      byte resets the timers.  Returns what to write: pongs, echoes (each
+      data message back with its type, once complete), the close reply.
+    * ``tick(now)``: called when ``deadline`` has passed; a PING after
+      ``pingintvl`` of silence, the close frame (1001) after ``idleintvl``.
+    * ``message(data)``: the frame for a welcome or a push; ``None`` once the
+      session is closing.
+    * ``close(code, reason)``: the server's close frame.
+
+    ``closing`` becomes true once the server has sent its close frame; from
+    then on ``deadline`` is when the client's answer is given up on
+    (``CLOSE_TIMEOUT``).  ``done`` says the connection is over: write what
+    was returned, then close TCP.  A protocol error in the client's frames
+    (wsproto's ``CloseConnection`` with 1002/1007) and a message over
+    ``max_message_size`` (1009) close at once, as RFC 6455 section 7.1.7
+    asks: the close frame, then no wait for an answer.
+    """
+
+    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "close_code", "closing", "done",
+                 "_close_by")
+
+    def __init__(self, ws: Connection, timers: Timers, max_message_size: int) -> None:
+        self.ws = ws
+        self.timers = timers
+        self.max_message_size = max_message_size
+        self._parts: list[str | bytes] | None = None  # the data message being assembled
+        self._size = 0
+        self.close_code: int | None = None  # the code of the server's close frame, once sent
+        self.closing = False
+        self.done = False
+        self._close_by = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.ws.state is ConnectionState.OPEN
+
+    @property
+    def deadline(self) -> float:
+        return self._close_by if self.closing else self.timers.deadline
+
+    def message(self, data: str | bytes) -> bytes | None:
+        if self.ws.state is not ConnectionState.OPEN:
+            return None
+        return self.ws.send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
+
+    def close(self, code: int, reason: str, now: float) -> bytes:
+        """The server's close frame (b"" if a close was already sent)."""
+        if self.ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return b""
+        self.close_code = code
+        self.closing = True
+        self._close_by = now + CLOSE_TIMEOUT
+        return self.ws.send(CloseConnection(code=code, reason=reason))
+
+    def tick(self, now: float) -> bytes:
+        if self.closing:
+            if now >= self._close_by:
+                self.done = True
+            return b""
+        action = self.timers.due(now)
+        if action is Action.PING:
+            return self.ws.send(Ping())
+        if action is Action.CLOSE:
+            return self.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON, now)
+        return b""
+
+    def receive(self, data: bytes | None, now: float) -> bytes:
+        ws = self.ws
+        if data is not None:
+            self.timers.received(now)
+        ws.receive_data(data)
+        out: list[bytes] = []
+        for event in ws.events():
+            if isinstance(event, Message):
+                if ws.state is not ConnectionState.OPEN:
+                    continue  # after the server's close frame, data is read and dropped
+                echo = self._assemble(event)
+                if echo is not None:
+                    out.append(echo)
+                if self.done:
+                    break
+            elif isinstance(event, Ping):
+                if ws.state is ConnectionState.OPEN:
+                    out.append(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                self._closed_by_client(event, out, now)
+                break
+        return b"".join(out)
+
+    def _assemble(self, event: Message) -> bytes | None:
+        """Add a message part; the echo once the message is complete."""
+        data = event.data
+        self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
+        if self._size > self.max_message_size:
+            self._parts = None
+            self.done = True
+            return self.close(TOO_BIG_CLOSE_CODE, TOO_BIG_CLOSE_REASON, 0.0)
+        if not event.message_finished:
+            if self._parts is None:
+                self._parts = []
+            self._parts.append(data)
+            return None
+        if self._parts is not None:
+            self._parts.append(data)
+            data = ("" if isinstance(data, str) else b"").join(self._parts)
+            self._parts = None
+        self._size = 0
+        return self.message(data if isinstance(data, str) else bytes(data))
+
+    def _closed_by_client(self, event: CloseConnection, out: list[bytes], now: float) -> None:
+        state = self.ws.state
+        self.done = True
+        if state is ConnectionState.REMOTE_CLOSING:
+            out.append(self.ws.send(event.response()))  # the client's close: answer it
+        elif state is ConnectionState.OPEN:
+            # A protocol error in the client's frames (wsproto reports it as
+            # a CloseConnection it did not receive): fail the connection.
+            out.append(self.close(event.code, event.reason or "", now))
+        # CLOSED: the answer to our close frame, or the client went away.

@@ -78,6 +78,7 @@ class Worker:
         self._conn_ids = itertools.count(1)
         self.active = 0
         self.accept_scope = trio.CancelScope()
+        self.nursery: trio.Nursery | None = None  # the connections nursery, where flushers run too
         self.draining = False
         self._drained = trio.Event()
 
@@ -119,6 +120,7 @@ class Worker:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = await self._open_push_listeners()
             async with trio.open_nursery() as connections:
+                self.nursery = connections
                 for server, listener in push_listeners:
                     connections.start_soon(self._accept_loop, listener, connections, server)
                 connections.start_soon(self._accept_clients, listeners, connections)

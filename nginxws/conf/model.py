@@ -110,6 +110,9 @@ class WebSocket:
     push_listen: PushListen | None = None
     push_host: tuple[str, ...] = ()  # advertised names/addresses; () = derive
     push_queue: int = DEFAULT_PUSH_QUEUE
+    deflate: bool = False  # permessage-deflate (RFC 7692) offered by a client is accepted
+    deflate_window_bits: int = 15  # the server's LZ77 window: 2**bits bytes
+    deflate_no_context_takeover: bool = False  # no compression context kept between messages
 
 
 @dataclass(frozen=True, slots=True)

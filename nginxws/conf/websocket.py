@@ -8,6 +8,7 @@ Forms accepted (all keys optional, in any order)::
     websocket pingintvl=30s idleintvl=1m30s max_message_size=64k welcome=off
               push_listen=127.0.0.1:9000 push_host=push.example.com,10.0.0.1
               push_queue=128;
+    websocket deflate=on deflate_window_bits=10 deflate_no_context_takeover=on;
 
 Bare numbers are milliseconds, as in the original module; nginx time units
 (``500ms``, ``30s``, ``5m``, ``1h``, ``1m30s``) are accepted too.
@@ -60,6 +61,12 @@ def _positive(text: str) -> int | None:
     return number if number else None
 
 
+def _window_bits(text: str) -> int | None:
+    # RFC 7692 allows 8 to 15; zlib's raw deflate streams need at least 9.
+    number = parse_int(text)
+    return number if number is not None and 9 <= number <= 15 else None
+
+
 # key (also the WebSocket field it sets) -> parser, returning None for an invalid value
 KEYS: dict[str, Callable[[str], object | None]] = {
     "pingintvl": _interval,
@@ -69,6 +76,9 @@ KEYS: dict[str, Callable[[str], object | None]] = {
     "push_listen": _push_listen,
     "push_host": _push_host,
     "push_queue": _positive,
+    "deflate": parse_flag,
+    "deflate_window_bits": _window_bits,
+    "deflate_no_context_takeover": parse_flag,
 }
 
 

@@ -44,5 +44,5 @@ def test_memory_owners_reports_bytes_per_connection_by_library(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "50 idle connections:" in result.stdout
-    for owner in ("| trio |", "| trio_websocket |", "| wsproto |", "| nginxws |"):
+    for owner in ("| trio |", "| wsproto |", "| nginxws |"):
         assert owner in result.stdout

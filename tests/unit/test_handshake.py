@@ -1,9 +1,9 @@
-"""The front door's check of an RFC 6455 opening handshake (before trio-websocket sees it)."""
+"""The front door's check of an RFC 6455 opening handshake (the one parse of it)."""
 
 import h11
 import pytest
 
-from nginxws.frontdoor import handshake_problem
+from nginxws.frontdoor import read_handshake
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 GOOD = [
@@ -37,12 +37,23 @@ def request(method=b"GET", replace=None, drop=(), extra=()):
         (request(drop={b"sec-websocket-key"}), 400),
         (request(replace={b"sec-websocket-key": b"c2hvcnQ="}), 400),
         (request(replace={b"sec-websocket-key": b"not base64!"}), 400),
-        (request(replace={b"host": b"xn--zz"}), 400),
-        (request(extra=[(b"Sec-WebSocket-Protocol", b"chat\xff")]), 400),
+        # names nginx accepts are accepted (nothing decodes Host or a subprotocol)
+        (request(replace={b"host": b"xn--zz"}), None),
+        (request(extra=[(b"Sec-WebSocket-Protocol", b"chat\xff")]), None),
+        # extension offers are read, so they must be ASCII
+        (request(extra=[(b"Sec-WebSocket-Extensions", b"permessage-deflate\xff")]), 400),
         # the first key and version count, as for any repeated header
         (request(extra=[(b"Sec-WebSocket-Version", b"8")]), None),
         (request(drop={b"upgrade"}, replace={b"sec-websocket-version": b"8"}), 426),
     ],
 )
-def test_handshake_problem_answers_as_nginxws_documents(req, status):
-    assert handshake_problem(req) == status
+def test_handshake_check_answers_as_nginxws_documents(req, status):
+    result = read_handshake(req)
+    assert (result if isinstance(result, int) else None) == status
+
+
+def test_a_valid_handshake_gives_its_key_and_every_extension_offer_in_order():
+    req = request(extra=[(b"Sec-WebSocket-Extensions", b"permessage-deflate; client_max_window_bits, x-foo"),
+                         (b"Sec-WebSocket-Extensions", b"permessage-deflate")])
+    assert read_handshake(req) == (
+        KEY, ("permessage-deflate; client_max_window_bits", "x-foo", "permessage-deflate"))

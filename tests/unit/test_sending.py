@@ -15,10 +15,12 @@ import pytest
 import trio
 import trio.testing
 from scheduling import scheduler_trips
+from wsproto import ConnectionType
+from wsproto.connection import Connection
 
 from nginxws.netio import SocketStream
-from nginxws.session import Timers
-from nginxws.wsconn import SLACK, ClientStream, SendWatch, Session
+from nginxws.session import SessionProtocol, Timers
+from nginxws.wsconn import SendWatch, Session
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -48,11 +50,9 @@ def pair():
         theirs.close()
 
 
-def client_stream(stream: SocketStream, nursery: trio.Nursery, watch: SendWatch, session: Session,
-                  limit: int = 4) -> ClientStream:
-    client = ClientStream(stream, b"", Timers(300.0, 360.0, trio.current_time()))
-    client.start_buffering(nursery, session, SEND_TIMEOUT, watch, limit)
-    return client
+def session_on(stream: SocketStream, nursery: trio.Nursery, watch: SendWatch, limit: int = 4) -> Session:
+    proto = SessionProtocol(Connection(ConnectionType.SERVER), Timers(300.0, 360.0, trio.current_time()), BIG)
+    return Session(proto, stream, limit=limit, nursery=nursery, watch=watch, send_timeout=SEND_TIMEOUT)
 
 
 async def read_all(theirs: socket.socket, size: int) -> bytes:
@@ -71,11 +71,11 @@ def test_a_send_the_kernel_takes_goes_out_at_once_without_a_flusher():
     async def main():
         with pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, SendWatch(), Session())
-                await client.send_all(b"\x81\x02hi")
-                assert not client.full() and client.bytes_sent == 4
+                session = session_on(stream, nursery, SendWatch())
+                session.write(b"\x81\x02hi")
+                assert not session.full() and session.bytes_sent == 4
                 assert await read_all(theirs, 4) == b"\x81\x02hi"
-                await client.drained()
+                await session.drained()
                 assert len(nursery.child_tasks) == 0
 
     run(main)
@@ -85,35 +85,51 @@ def test_a_send_the_kernel_cannot_take_returns_at_once_and_the_rest_follows_in_o
     async def main():
         with pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, SendWatch(), Session())
+                session = session_on(stream, nursery, SendWatch())
                 with scheduler_trips() as steps:
-                    await client.send_all(payload(1))
-                    await client.send_all(payload(2, 10))
+                    session.write(payload(1))
+                    assert session.push(b"pushed")
                 assert steps.count == 0, "a send waited for the client"
                 assert len(nursery.child_tasks) == 1  # the flusher
-                assert await read_all(theirs, BIG + 10) == payload(1) + payload(2, 10)
-                await client.drained()
-                assert client.bytes_sent == BIG + 10
+                assert await read_all(theirs, BIG + 8) == payload(1) + b"\x82\x06pushed"
+                await session.drained()
+                assert session.bytes_sent == BIG + 8
             assert len(nursery.child_tasks) == 0
 
     run(main)
 
 
-def test_the_backlog_is_full_at_limit_frames_and_the_client_is_dropped_beyond_the_slack():
+def test_the_backlog_is_full_at_limit_frames():
     async def main():
         with pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, SendWatch(), Session(), limit=3)
-                await client.send_all(payload(1))
-                await client.send_all(b"a")
-                assert not client.full()
-                await client.send_all(b"b")
-                assert client.full()
-                for _ in range(SLACK):
-                    await client.send_all(b"pong")
-                with pytest.raises(trio.BrokenResourceError):
-                    await client.send_all(b"one too many")
-                nursery.cancel_scope.cancel()
+                session = session_on(stream, nursery, SendWatch(), limit=3)
+                session.write(payload(1))
+                assert session.push("a")
+                assert not session.full()
+                assert session.push("b")
+                assert session.full()
+                theirs.setblocking(True)
+                theirs.settimeout(5)
+                received = bytearray()
+                while len(received) < BIG + 6:
+                    received += await trio.to_thread.run_sync(theirs.recv, 65536)
+                await session.drained()
+                assert not session.full()
+                assert received.endswith(b"\x81\x01a\x81\x01b")
+
+    run(main)
+
+
+def test_a_closing_session_takes_no_more_pushes():
+    async def main():
+        with pair() as (stream, theirs):
+            async with trio.open_nursery() as nursery:
+                session = session_on(stream, nursery, SendWatch())
+                session.close(1001, "server shutting down")
+                assert session.proto.closing
+                assert not session.push("late")
+                assert await read_all(theirs, 24) == b"\x88\x16\x03\xe9server shutting down"
 
     run(main)
 
@@ -123,10 +139,10 @@ async def stalled_client():
     """A client sent more than its socket buffers hold, its flusher waiting
     for it: yields (its socket, the watch, the session)."""
     with pair() as (stream, theirs):
-        watch, session = SendWatch(), Session()
+        watch = SendWatch()
         async with trio.open_nursery() as nursery:
-            client = client_stream(stream, nursery, watch, session)
-            await client.send_all(payload(1))
+            session = session_on(stream, nursery, watch)
+            session.write(payload(1))
             await trio.testing.wait_all_tasks_blocked()
             yield theirs, watch, session
             nursery.cancel_scope.cancel()
@@ -158,17 +174,16 @@ def test_closing_lets_the_backlog_out_first():
     async def main():
         with pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
-                client = client_stream(stream, nursery, SendWatch(), Session())
-                await client.send_all(payload(3))
-                await client.send_all(b"\x88\x02\x03\xe8")  # a close frame
-                assert client.close_sent
+                session = session_on(stream, nursery, SendWatch())
+                session.write(payload(3))
+                session.close(1000, "")
                 closing = trio.Event()
 
-                async def close():
-                    await client.aclose()
+                async def finish():
+                    await session.finish()
                     closing.set()
 
-                nursery.start_soon(close)
+                nursery.start_soon(finish)
                 received = await read_all(theirs, BIG + 4)
                 assert received == payload(3) + b"\x88\x02\x03\xe8"
                 await closing.wait()
@@ -180,16 +195,21 @@ def test_closing_lets_the_backlog_out_first():
 def test_a_broken_client_ends_the_flusher_and_the_session():
     async def main():
         with pair() as (stream, theirs):
-            session = Session()
             async with trio.open_nursery() as nursery:
-                with trio.CancelScope() as scope:
-                    session.cancel_scope = scope
-                    client = client_stream(stream, nursery, SendWatch(), session)
-                    await client.send_all(payload(1))
-                    theirs.close()
-                    await client.drained()
-                    await trio.sleep_forever()
-                assert scope.cancelled_caught
+                session = session_on(stream, nursery, SendWatch())
+                serving = trio.Event()
+
+                async def serve():
+                    await session.serve(b"")
+                    serving.set()
+
+                nursery.start_soon(serve)
+                await trio.testing.wait_all_tasks_blocked()
+                session.write(payload(1))
+                theirs.close()
+                await session.drained()
+                await serving.wait()
+                assert session.proto.done
 
     run(main)
 
@@ -197,7 +217,7 @@ def test_a_broken_client_ends_the_flusher_and_the_session():
 def test_send_watch_gives_up_on_sends_past_their_deadline_only():
     async def main():
         watch = SendWatch()
-        slow, quick, later = Session(), Session(), Session()
+        slow, quick, later = object(), object(), object()  # the watch only tells sessions apart
 
         async def send(session, deadline, finish):
             watch.start(session, deadline)
