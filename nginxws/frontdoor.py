@@ -176,7 +176,7 @@ async def handle_client(worker, stream: SocketStream, local, remote, conn: int) 
     except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
         return
     finally:
-        await trio.aclose_forcefully(stream)
+        stream.close()
 
 
 async def _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn) -> None:

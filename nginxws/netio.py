@@ -18,6 +18,8 @@ the worker relies on it:
 * A peer that broke the connection is ``trio.BrokenResourceError``; a
   stream used after ``aclose`` is ``trio.ClosedResourceError``; ``aclose``
   tells trio first, so a task still waiting on the socket is woken.
+  ``close`` does the same without a checkpoint, for a task that is done
+  with the connection and has nothing left to wait for.
 """
 
 from __future__ import annotations
@@ -121,10 +123,15 @@ class SocketStream(trio.abc.Stream):
         except OSError as err:
             raise _stream_error(err) from None
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close now (idempotent); a task waiting on the socket is woken
+        with ``ClosedResourceError``.  Never a checkpoint."""
         if self.socket.fileno() != -1:
             notify_closing(self.socket)
             self.socket.close()
+
+    async def aclose(self) -> None:
+        self.close()
         await checkpoint()
 
 

@@ -180,7 +180,7 @@ class Worker:
                     continue
                 if self.active >= self.config.worker_connections:
                     self.error_log.alert(f"{self.config.worker_connections} worker_connections are not enough")
-                    await trio.aclose_forcefully(stream)
+                    stream.close()
                     continue
                 nursery.start_soon(self._serve, stream, server)
         finally:
@@ -195,7 +195,7 @@ class Worker:
             remote = _address(stream.socket.getpeername())
         except OSError:
             self.active -= 1
-            await trio.aclose_forcefully(stream)
+            stream.close()
             return
         try:
             if server is None:
@@ -206,7 +206,7 @@ class Worker:
             # One connection's failure must never take the worker and every
             # other client down with it: log it, drop that connection.
             self.error_log.alert(f"unexpected error, closing connection: {_describe(err)}", conn=conn)
-            await trio.aclose_forcefully(stream)
+            stream.close()
         finally:
             self.active -= 1
 

@@ -232,11 +232,13 @@ class Session:
                     self.write(out)
 
     async def finish(self) -> None:
-        """Let what is left to write (a close frame) out, bounded; then close."""
+        """Let what is left to write (a close frame) out, bounded; then close.
+        Only a session with a backlog waits (shielded: it runs while the
+        session is being cancelled too)."""
         if not self.timed_out and self._backlog is not None:
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                await self.drained()
-        await trio.aclose_forcefully(self.stream)
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+                await self._flushed.wait()
+        self.stream.close()
 
 
 class SendWatch:
@@ -312,8 +314,7 @@ async def run_session(worker, stream: SocketStream, upgrade: Upgrade, conn: int)
     finally:
         worker.registry.remove(push_id)
         worker.remove_session(session)
-        with trio.CancelScope(shield=True):
-            if session.timed_out:
-                worker.error_log.info("client timed out while sending to client", conn=conn)
-            await session.finish()
+        if session.timed_out:
+            worker.error_log.info("client timed out while sending to client", conn=conn)
+        await session.finish()
     return 101, session.bytes_sent
