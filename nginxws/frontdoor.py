@@ -28,6 +28,7 @@ from nginxws.http import (
     ClientClosed,
     ClientTimeout,
     header,
+    headers,
     next_event,
     send_error,
     send_response,
@@ -38,6 +39,7 @@ from nginxws.routing import normalize_host, normalize_path, select_location, tar
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+ROUTING_HEADERS = frozenset({b"host", b"content-length"})
 
 
 def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
@@ -207,7 +209,8 @@ async def _handle_request(
 ) -> Upgrade | None:
     """Answer one request, or return the WebSocket handshake it is."""
     group = worker.router.servers_for(local)
-    host = target_host(request.target) or header(request, b"host")
+    found = headers(request, ROUTING_HEADERS)  # one pass over the headers
+    host = target_host(request.target) or found.get(b"host")
     head = request.method == b"HEAD"
     if host is not None and normalize_host(host) is None:
         exchange.server = group.default_server
@@ -230,7 +233,7 @@ async def _handle_request(
         settings = exchange.settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
-    length = header(request, b"content-length")
+    length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > settings.client_max_body_size:
         worker.error_log.error(
             f"client intended to send too large body: {int(length)} bytes", conn=conn

@@ -1,7 +1,8 @@
-"""Run nginxws as a pure echo endpoint for Autobahn: ``nginxws_echo.py --port P [--workers N]``.
+"""Run nginxws as a pure echo endpoint for Autobahn: ``nginxws_echo.py --port P [--workers N] [--deflate]``.
 
 Writes a configuration into a temporary prefix (``welcome=off`` so the first
-message a client gets is its own echo; 16m messages for cases 9.*) and
+message a client gets is its own echo; 16m messages for cases 9.*;
+``--deflate``: permessage-deflate on, for cases 12.* and 13.*) and
 replaces itself with the installed ``nginxws`` in the foreground, so the
 harness stops it by its pid.
 """
@@ -24,7 +25,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location /echo {{
-            websocket welcome=off max_message_size=16m pingintvl=5m idleintvl=6m;
+            websocket welcome=off max_message_size=16m pingintvl=5m idleintvl=6m{deflate};
         }}
     }}
 }}
@@ -35,11 +36,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deflate", action="store_true", help="websocket deflate=on")
     args = parser.parse_args()
     prefix = Path(tempfile.mkdtemp(prefix="nginxws-autobahn-"))
     conf = prefix / "nginxws.conf"
     conf.write_text(CONF.format(
         workers=args.workers, master="on" if args.workers > 1 else "off", prefix=prefix, port=args.port,
+        deflate=" deflate=on" if args.deflate else "",
     ))
     nginxws = str(Path(sys.executable).with_name("nginxws"))
     os.execv(nginxws, [nginxws, "-p", str(prefix), "-c", str(conf)])

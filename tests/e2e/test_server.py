@@ -18,6 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from wsclient import RawClient
+from wsproto.extensions import PerMessageDeflate
 
 URL = re.compile(
     r"http://(?P<id>[A-Za-z0-9_-]{24})@(?P<host>\[[0-9a-f:.]+\]|[0-9.]+):(?P<port>\d+)(?P<path>/\S*)"
@@ -277,6 +278,49 @@ def test_message_over_max_message_size_is_closed_1009(start_server):
         with pytest.raises(ConnectionClosed) as closed:
             receive(ws)
         assert closed.value.rcvd.code == 1009
+
+
+# -- permessage-deflate --------------------------------------------------------
+
+
+def test_deflate_is_off_by_default_and_an_offer_is_declined(client):
+    assert client.response.headers.get("Sec-WebSocket-Extensions") is None
+    client.send("plain")
+    assert receive(client) == "plain"
+
+
+def test_deflate_on_with_a_real_client_library(start_server):
+    server = start_server(websocket="deflate=on")
+    with connect(server.url, open_timeout=5) as ws:  # websockets offers permessage-deflate by default
+        assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+        push_url = receive(ws).split(",")[0]
+        message = "compress me " * 1000
+        assert push(push_url, message).status_code == 204
+        assert receive(ws) == message
+        ws.send(message)
+        assert receive(ws) == message
+
+
+def test_deflate_on_compresses_pushes_and_echoes_on_the_wire(start_server):
+    server = start_server(websocket="deflate=on deflate_window_bits=10 deflate_no_context_takeover=on")
+    raw = RawClient(server.port, extensions=[PerMessageDeflate()])
+    try:
+        [agreed] = raw.extensions
+        assert agreed.server_no_context_takeover and agreed.client_no_context_takeover
+        push_url = raw.message().split(",")[0]
+        message = "compressible " * 5000
+        for _ in range(2):
+            before = raw.received_bytes
+            assert push(push_url, message).status_code == 204
+            assert raw.message() == message
+            assert raw.received_bytes - before < len(message) // 20
+        before = raw.received_bytes
+        raw.send(message)
+        assert raw.message() == message
+        assert raw.received_bytes - before < len(message) // 20
+    finally:
+        raw.close()
+    assert_still_serving(server)
 
 
 # -- timers ----------------------------------------------------------------

@@ -26,17 +26,20 @@ from wsproto.events import (
 class RawClient:
     """One client connection; ``events(timeout)`` returns what arrived."""
 
-    def __init__(self, port: int, path: str = "/ws", host: str = "127.0.0.1", *, auto_pong: bool = True) -> None:
+    def __init__(self, port: int, path: str = "/ws", host: str = "127.0.0.1", *, auto_pong: bool = True,
+                 extensions: list | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=5)
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.auto_pong = auto_pong
         self.closed: CloseConnection | None = None
-        self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path)))
+        self.received_bytes = 0  # as they came off the wire (compressed, with deflate)
+        self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path, extensions=extensions or [])))
         self._pending: list = []
         self._parts: list = []
         accepted = self._until(lambda e: isinstance(e, AcceptConnection), 5)
         if accepted is None:
             raise ConnectionError("handshake failed")
+        self.extensions = accepted.extensions  # those the server agreed to
 
     def _read(self, deadline: float) -> bool:
         remaining = deadline - time.monotonic()
@@ -49,6 +52,7 @@ class RawClient:
             return False
         except OSError:
             data = b""
+        self.received_bytes += len(data)
         self.ws.receive_data(data or None)
         for event in self.ws.events():
             if isinstance(event, Ping) and self.auto_pong:
