@@ -94,15 +94,6 @@ def header(request: h11.Request, name: bytes) -> bytes | None:
     return None
 
 
-def headers(request: h11.Request, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """The first value of each header of ``names`` (lower case) that ``request`` has."""
-    found: dict[bytes, bytes] = {}
-    for key, value in request.headers:
-        if key in names and key not in found:
-            found[key] = value
-    return found
-
-
 def rearm(scope: trio.CancelScope, deadline: float) -> None:
     """Move ``scope``'s deadline to ``deadline`` unless it is already within
     ``LAZY_DELAY`` of it.
