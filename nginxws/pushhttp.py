@@ -83,7 +83,7 @@ class PushParser:
     """
 
     __slots__ = ("ready", "error", "in_body", "body_timeout", "_server", "_parser", "_request",
-                 "_limit", "_size", "_head", "_head_limit", "_stalled", "_done")
+                 "_routed", "_location", "_limit", "_size", "_head", "_head_limit", "_stalled", "_done")
 
     def __init__(self, server: Server) -> None:
         self.ready: list[PushRequest] = []
@@ -94,6 +94,10 @@ class PushParser:
         count, size = server.settings.large_client_header_buffers
         self._head_limit = count * size
         self._request: PushRequest | None = None
+        # The last POST's path and its location: a pusher's connection
+        # usually pushes to one location, routed once.
+        self._routed: bytes | None = None
+        self._location: Location | None = None
         self._limit = _DROP
         self._size = 0
         self._head = 0
@@ -202,8 +206,12 @@ class PushParser:
         settings = self._server.settings
         if request.method == b"POST":
             target, _, request.query = request.target.partition(b"?")
-            path = normalize_path(target)
-            location = select_location(self._server.locations, path) if path is not None else None
+            if target == self._routed:
+                location = self._location
+            else:
+                path = normalize_path(target)
+                location = select_location(self._server.locations, path) if path is not None else None
+                self._routed, self._location = target, location
             if location is None or location.websocket is None:
                 request.status, request.reason = 404, "no websocket location here"
             else:

@@ -119,6 +119,11 @@ def test_post_to_no_websocket_location_is_404_and_its_body_dropped():
     assert request.status == 404
 
 
+def test_each_post_is_routed_by_its_own_path():
+    parser = parse(post(b"a") + post(b"b", target=b"/plain") + post(b"c", target=b"/ws?id=x") + post(b"d"))
+    assert [(r.status, r.location) for r in parser.ready] == [(0, WS), (404, None), (0, WS), (0, WS)]
+
+
 def test_other_methods_bodies_are_dropped_whatever_their_size():
     (request,) = parse(b"PUT /ws HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000).ready
     assert (request.method, request.status, request.body) == (b"PUT", 0, [])
