@@ -238,6 +238,24 @@ def test_an_upgrade_request_to_the_push_listener_is_answered_as_any_other(client
     assert receive(client) == "after"
 
 
+def test_push_connection_waits_keepalive_timeout_then_client_body_timeout(start_server):
+    server = start_server(http="keepalive_timeout 1s; client_body_timeout 1s;")
+    with connect(server.url, open_timeout=5) as ws:
+        url = URL.fullmatch(receive(ws))
+        address = (url["host"], int(url["port"]))
+        with socket.create_connection(address, timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" % url["id"].encode())
+            assert sock.recv(100).startswith(b"HTTP/1.1 204 ")
+            assert sock.recv(100) == b""  # idle: closed quietly after keepalive_timeout
+            assert 0.6 < time.monotonic() - started < 3
+        with socket.create_connection(address, timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+            assert sock.recv(100) == b""  # the body stopped: closed after client_body_timeout
+            assert 0.6 < time.monotonic() - started < 3
+
+
 def test_push_to_departed_client_is_404(server):
     with connect(server.url) as ws:
         url = receive(ws)
