@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from typing import TYPE_CHECKING
 
 import h11
 import trio
@@ -37,6 +38,9 @@ from nginxws.log import AccessEntry
 from nginxws.netio import SocketStream
 from nginxws.routing import normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, run_session
+
+if TYPE_CHECKING:
+    from nginxws.pushhttp import PushRequest
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 ROUTING_HEADERS = frozenset({b"host", b"content-length"})
@@ -84,11 +88,12 @@ def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
 
 
 class Exchange:
-    """One request as the access log sees it."""
+    """One request as the access log sees it: an h11 request of the front
+    door, or a push listener's request (with the same four fields it reads)."""
 
     __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
 
-    def __init__(self, request: h11.Request | None, server: Server, conn: int) -> None:
+    def __init__(self, request: h11.Request | PushRequest | None, server: Server, conn: int) -> None:
         self.request = request
         self.server = server
         self.settings: HttpSettings = server.settings

@@ -1,14 +1,17 @@
-"""HTTP/1.1 plumbing shared by the front door and the push listener (h11).
+"""HTTP/1.1 plumbing shared by the front door (h11) and the push listener.
 
-h11 decides the protocol; this module only moves bytes between a trio
-stream and an ``h11.Connection`` under nginx's timeouts, and renders
+h11 decides the front door's protocol; this module only moves bytes between
+a trio stream and an ``h11.Connection`` under nginx's timeouts, and renders
 responses the way nginx does (``Server`` header, the stock error pages).
+The push listener parses with httptools and writes its answers as bytes
+(``response_head``), under the same rules.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
 
 import h11
@@ -221,6 +224,35 @@ def _response(status: int, headers: list[tuple[bytes, bytes]], length: int, toke
 
 
 _heads: dict[tuple[int, int, bool, bool], tuple[bytes, h11.Response]] = {}
+
+
+def response_head(
+    status: int, headers: Sequence[tuple[bytes, bytes]], length: int, tokens: bool, close: bool
+) -> bytes:
+    """The response head as bytes, with the headers and the ``Content-Length``
+    rule of ``_response``; one without extra headers is rendered once a second."""
+    date = http_date()
+    if not headers:
+        key = (status, length, tokens, close)
+        cached = _raw_heads.get(key)
+        if cached is not None and cached[0] is date:
+            return cached[1]
+    wire_status = _WIRE_STATUS.get(status, status)
+    lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n"
+             % (wire_status, _REASON_BYTES.get(wire_status, b""), _SERVER[tokens], date)]
+    lines += [b"%s: %s\r\n" % header for header in headers]
+    if wire_status not in _NO_BODY:
+        lines.append(b"Content-Length: %d\r\n" % length)
+    if close:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    if not headers:
+        _raw_heads[key] = (date, head)
+    return head
+
+
+_raw_heads: dict[tuple[int, int, bool, bool], tuple[bytes, bytes]] = {}
 
 
 async def send_error(

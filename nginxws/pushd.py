@@ -4,7 +4,8 @@ Each worker runs one push listener per ``server`` that has a websocket
 location.  A backend keeps one connection open and pipelines as many
 pushes as it likes; each is answered as soon as its frame is queued (or
 refused), so a slow client never holds up the pushes behind it, and the
-answers to the pushes of one read leave together in one write.
+answers to the pushes of one read leave together in one write.  Requests
+are parsed by ``pushhttp`` (httptools); answers are written as bytes.
 
 Answers: 204 queued; 400 no ID or a text body that is not UTF-8; 404
 unknown/departed ID or a path that is not a websocket location of this
@@ -14,26 +15,17 @@ the location's ``max_message_size``; 503 when the client's queue is full.
 
 from __future__ import annotations
 
-import h11
 import trio
 
 from nginxws.conf.model import Server
 from nginxws.frontdoor import Exchange
-from nginxws.http import (
-    ClientClosed,
-    CoalescingStream,
-    headers,
-    rearm,
-    receive_event,
-    send_response,
-)
+from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
 from nginxws.netio import SocketStream
+from nginxws.pushhttp import PushParser, PushRequest
 from nginxws.registry import PushError, push_id_from, push_message
-from nginxws.routing import normalize_path, select_location
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
-PUSH_HEADERS = frozenset({b"content-length", b"authorization", b"content-type"})
 
 
 async def handle_pusher(worker, socket_stream: SocketStream, server: Server, remote, local, conn: int) -> None:
@@ -41,33 +33,44 @@ async def handle_pusher(worker, socket_stream: SocketStream, server: Server, rem
 
     One cancel scope bounds every wait of the connection; its deadline moves
     to what the connection waits for (``keepalive_timeout`` for the next
-    request, ``client_body_timeout`` for the rest of a body).  When it
-    passes, the connection is closed without an answer, as nginx does.
+    request once the last ones are answered, ``client_body_timeout`` for the
+    rest of a body).  When it passes, the connection is closed without an
+    answer, as nginx does.
     """
     settings = server.settings
-    count, size = settings.large_client_header_buffers
-    h = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
+    keepalive = settings.keepalive_timeout
+    parser = PushParser(server)
+    ready = parser.ready
     stream = CoalescingStream(socket_stream)
     with trio.CancelScope() as timeout:
         try:
+            answered = True
             while True:
-                rearm(timeout, trio.current_time() + settings.keepalive_timeout)
-                try:
-                    event = await receive_event(h, stream)
-                except h11.RemoteProtocolError as err:
-                    if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        await send_response(h, stream, err.error_status_hint, [TEXT], f"{err}\n".encode(),
-                                            tokens=settings.server_tokens, close=True)
+                if parser.in_body:
+                    rearm(timeout, trio.current_time() + parser.body_timeout)
+                elif answered:
+                    rearm(timeout, trio.current_time() + keepalive)
+                data = await stream.receive_some(RECEIVE_BYTES)
+                if data:
+                    parser.feed(data)
+                else:
+                    parser.eof()
+                answered = bool(ready)
+                for request in ready:
+                    exchange = Exchange(request, server, conn)
+                    await _answer(worker, stream, request, server, exchange)
+                    worker.log_access(exchange, remote, local)
+                    if request.close:
+                        return
+                ready.clear()
+                if parser.error is not None:
+                    status, reason = parser.error
+                    if status:
+                        await stream.send_all(_error(status, reason, (TEXT,), settings.server_tokens, True)[0])
                     return
-                if not isinstance(event, h11.Request):
+                if not data:
                     return
-                exchange = Exchange(event, server, conn)
-                await _answer(worker, h, stream, event, server, exchange, timeout)
-                worker.log_access(exchange, remote, local)
-                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-                    return
-                h.start_next_cycle()
-        except (ClientClosed, h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
             with trio.CancelScope(deadline=trio.current_time() + settings.send_timeout, shield=True):
@@ -78,71 +81,44 @@ async def handle_pusher(worker, socket_stream: SocketStream, server: Server, rem
             await trio.aclose_forcefully(stream)
 
 
-async def _answer(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange, timeout) -> None:
-    settings = server.settings
+async def _answer(worker, stream, request: PushRequest, server: Server, exchange: Exchange) -> None:
+    tokens = server.settings.server_tokens
     try:
-        if request.method == b"OPTIONS":
-            await _read_body(h, stream, timeout, settings.client_body_timeout, 0, drop=True)
-            status, headers = 204, [ALLOW]
-        elif request.method != b"POST":
-            await _read_body(h, stream, timeout, settings.client_body_timeout, 0, drop=True)
-            raise PushError(405, "method not allowed")
+        if request.status:
+            raise PushError(request.status, request.reason)
+        if request.method == b"POST":
+            await _push(worker, request, exchange)
+            extra: tuple[tuple[bytes, bytes], ...] = ()
+        elif request.method == b"OPTIONS":
+            extra = (ALLOW,)
         else:
-            status, headers = await _push(worker, h, stream, request, server, exchange, timeout), []
+            raise PushError(405, "method not allowed")
     except PushError as err:
         exchange.status = err.status
-        extra = [ALLOW] if err.status == 405 else []
-        close = err.status == 413 and h.their_state is not h11.DONE
-        # A HEAD's answer has no body (h11 refuses to send one).
-        exchange.sent = await send_response(
-            h, stream, err.status, [TEXT, *extra], f"{err.reason}\n".encode(),
-            tokens=settings.server_tokens, close=close, head=request.method == b"HEAD",
-        )
+        headers = (TEXT, ALLOW) if err.status == 405 else (TEXT,)
+        answer, sent = _error(err.status, err.reason, headers, tokens, request.close, request.method == b"HEAD")
+        await stream.send_all(answer)
+        exchange.sent = sent
         return
-    exchange.status = status
-    exchange.sent = await send_response(h, stream, status, headers, b"", tokens=settings.server_tokens)
+    exchange.status = 204
+    await stream.send_all(response_head(204, extra, 0, tokens, request.close))
 
 
-async def _push(worker, h, stream, request: h11.Request, server: Server, exchange: Exchange, timeout) -> int:
-    target, _, query = request.target.partition(b"?")
-    path = normalize_path(target)
-    location = select_location(server.locations, path) if path is not None else None
-    if location is None or location.websocket is None:
-        await _read_body(h, stream, timeout, server.settings.client_body_timeout, 0, drop=True)
-        raise PushError(404, "no websocket location here")
+def _error(status: int, reason: str, headers, tokens: bool, close: bool, head: bool = False) -> tuple[bytes, int]:
+    """An error answer with ``reason`` as its text body, and the body bytes in
+    it (a HEAD's answer has none)."""
+    body = f"{reason}\n".encode()
+    answer = response_head(status, headers, len(body), tokens, close)
+    return (answer, 0) if head else (answer + body, len(body))
+
+
+async def _push(worker, request: PushRequest, exchange: Exchange) -> None:
+    """Hand a POST's body to the client its push ID names."""
+    location = request.location
     limit = location.websocket.max_message_size
-    found = headers(request, PUSH_HEADERS)
-    length = found.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PushError(413, "push body too large")
-    body = await _read_body(h, stream, timeout, location.settings.client_body_timeout, limit)
-    push_id = push_id_from(found.get(b"authorization"), query)
-    message = push_message(body, found.get(b"content-type"), limit)
+    push_id = push_id_from(request.authorization, request.query)
+    message = push_message(b"".join(request.body), request.content_type, limit)
     exchange.settings = location.settings
     target = worker.registry.target(push_id, location)
     if not target.push(message):
         raise PushError(404, "client has gone")
-    return 204
-
-
-async def _read_body(h, stream, timeout: trio.CancelScope, seconds: float, limit: int, *, drop: bool = False) -> bytes:
-    """The request body, up to ``limit`` bytes (413 past it), each wait for
-    more of it bounded by ``seconds`` (``timeout``'s deadline)."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        event = h.next_event()
-        if event is h11.NEED_DATA:
-            rearm(timeout, trio.current_time() + seconds)
-            event = await receive_event(h, stream)
-        if isinstance(event, h11.Data):
-            size += len(event.data)
-            if drop:
-                continue
-            if size > limit:
-                raise PushError(413, "push body too large")
-            parts.append(event.data)
-        elif isinstance(event, h11.EndOfMessage):
-            return b"".join(parts)
-        else:
-            raise ClientClosed

@@ -54,6 +54,9 @@ REFERENCE_SERVER = HERE / "trio_websocket_echo.py"
 # counted under their own name and fail the run like FAILED.
 STATUSES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 PASSING = frozenset(STATUSES[:4])
+# With --require-implemented: a server that must implement every case run
+# (an extension it was configured for) fails on UNIMPLEMENTED too.
+REQUIRED = frozenset(STATUSES[:3])
 COLUMNS = (("behavior", "behavior"), ("behaviorClose", "close"))
 
 # One run of all 517 cases against trio-websocket takes about 20 s here; the
@@ -116,13 +119,15 @@ class AgentResult:
             key=case_key,
         )
 
-    def failing(self) -> dict[str, str]:
-        """Case id -> its failing outcomes ("behavior FAILED, close WRONG CODE"), in suite order."""
+    def failing(self, passing: frozenset[str] = PASSING) -> dict[str, str]:
+        """Case id -> its failing outcomes ("behavior FAILED, close WRONG CODE"), in suite order.
+
+        `passing`: the statuses that do not fail (`REQUIRED` makes UNIMPLEMENTED fail too)."""
         cases = sorted({case for key, _ in COLUMNS for case, status in self.column(key).items()
-                        if status not in PASSING}, key=case_key)
+                        if status not in passing}, key=case_key)
         return {
             case: ", ".join(f"{label} {self.column(key)[case]}" for key, label in COLUMNS
-                            if self.column(key).get(case, "OK") not in PASSING)
+                            if self.column(key).get(case, "OK") not in passing)
             for case in cases
         }
 
@@ -407,6 +412,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wstest", help="wstest to use (default: from install-autobahn.sh)")
     parser.add_argument("--outdir", type=Path,
                         help="keep spec, logs and reports here (default: a temporary directory)")
+    parser.add_argument("--require-implemented", action="store_true",
+                        help="fail on UNIMPLEMENTED too (e.g. 12.*/13.* against a server with "
+                             "permessage-deflate on, so a negotiation that silently stopped fails)")
     parser.add_argument("--markdown", type=Path, metavar="FILE",
                         help="also write the summary as a Markdown table to FILE")
     args = parser.parse_args(argv)
@@ -442,7 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(results, seconds))
     if args.markdown is not None:
         args.markdown.write_text(format_markdown(results, seconds))
-    return 1 if any(result.failing() for result in results) else 0
+    passing = REQUIRED if args.require_implemented else PASSING
+    failed = {result.agent: result.failing(passing) for result in results}
+    for agent, cases in failed.items():
+        if args.require_implemented and cases:
+            print(f"{agent} not passing (UNIMPLEMENTED counts): {', '.join(cases)}")
+    return 1 if any(failed.values()) else 0
 
 
 if __name__ == "__main__":

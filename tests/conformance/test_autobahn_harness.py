@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from run_autobahn import (
+    REQUIRED,
     Agent,
     HarnessError,
     build_spec,
@@ -71,6 +72,13 @@ def test_counts_are_per_column() -> None:
 
 def test_non_strict_informational_and_unimplemented_do_not_fail() -> None:
     assert parse_index(INDEX)["good"].failing() == {}
+
+
+def test_unimplemented_fails_where_every_case_must_be_implemented() -> None:
+    good = parse_index(INDEX)["good"]
+    unimplemented = good.cases_with("UNIMPLEMENTED")
+    assert unimplemented
+    assert good.failing(REQUIRED) == {case: "behavior UNIMPLEMENTED" for case in unimplemented}
 
 
 def test_any_status_outside_the_passing_four_fails_in_either_column() -> None:

@@ -205,6 +205,58 @@ def test_push_answers(server, client):
     assert receive(client) == "still ok"
 
 
+def test_push_answers_are_shaped_as_nginx_s(start_server):
+    server = start_server(http="server_tokens off;")
+    with connect(server.url, open_timeout=5) as ws:
+        url = URL.fullmatch(receive(ws))
+        with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
+            sock.sendall(b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+                         b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                         % url["id"].encode())
+            answers = b""
+            while chunk := sock.recv(65536):
+                answers += chunk
+        assert receive(ws) == "hi"
+    assert re.fullmatch(
+        rb"HTTP/1\.1 204 No Content\r\nServer: nginxws\r\nDate: [^\r]+ GMT\r\n\r\n"
+        rb"HTTP/1\.1 400 Bad Request\r\nServer: nginxws\r\nDate: [^\r]+ GMT\r\n"
+        rb"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 11\r\nConnection: close\r\n\r\nno push ID\n",
+        answers), answers
+
+
+def test_an_upgrade_request_to_the_push_listener_is_answered_as_any_other(client):
+    url = URL.fullmatch(client.push_url)
+    upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    push_after = b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nafter" % url["id"].encode()
+    with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
+        sock.sendall(upgrade + push_after)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    assert answers.startswith(b"HTTP/1.1 405 ") and b"HTTP/1.1 204 " in answers
+    assert receive(client) == "after"
+
+
+def test_push_connection_waits_keepalive_timeout_then_client_body_timeout(start_server):
+    server = start_server(http="keepalive_timeout 1s; client_body_timeout 1s;")
+    with connect(server.url, open_timeout=5) as ws:
+        url = URL.fullmatch(receive(ws))
+        address = (url["host"], int(url["port"]))
+        with socket.create_connection(address, timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" % url["id"].encode())
+            assert sock.recv(100).startswith(b"HTTP/1.1 204 ")
+            assert sock.recv(100) == b""  # idle: closed quietly after keepalive_timeout
+            assert 0.6 < time.monotonic() - started < 3
+        with socket.create_connection(address, timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+            assert sock.recv(100) == b""  # the body stopped: closed after client_body_timeout
+            assert 0.6 < time.monotonic() - started < 3
+
+
 def test_push_to_departed_client_is_404(server):
     with connect(server.url) as ws:
         url = receive(ws)
