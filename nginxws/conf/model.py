@@ -112,7 +112,9 @@ class WebSocket:
     push_queue: int = DEFAULT_PUSH_QUEUE
     deflate: bool = False  # permessage-deflate (RFC 7692) offered by a client is accepted
     deflate_window_bits: int = 15  # the server's LZ77 window: 2**bits bytes
-    deflate_no_context_takeover: bool = False  # no compression context kept between messages
+    # No compression context kept between messages: with it, zlib's state (about
+    # 256 KiB at 15 bits) would stay with every idle connection from its welcome on.
+    deflate_no_context_takeover: bool = True
 
 
 @dataclass(frozen=True, slots=True)

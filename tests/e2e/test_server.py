@@ -353,12 +353,16 @@ def test_deflate_on_with_a_real_client_library(start_server):
         assert receive(ws) == message
 
 
-def test_deflate_on_compresses_pushes_and_echoes_on_the_wire(start_server):
-    server = start_server(websocket="deflate=on deflate_window_bits=10 deflate_no_context_takeover=on")
+@pytest.mark.parametrize(("websocket", "no_context"), [
+    ("deflate=on deflate_window_bits=10", True),
+    ("deflate=on deflate_no_context_takeover=off", False),
+])
+def test_deflate_on_compresses_pushes_and_echoes_on_the_wire(start_server, websocket, no_context):
+    server = start_server(websocket=websocket)
     raw = RawClient(server.port, extensions=[PerMessageDeflate()])
     try:
         [agreed] = raw.extensions
-        assert agreed.server_no_context_takeover and agreed.client_no_context_takeover
+        assert agreed.server_no_context_takeover is agreed.client_no_context_takeover is no_context
         push_url = raw.message().split(",")[0]
         message = "compressible " * 5000
         for _ in range(2):

@@ -217,7 +217,8 @@ def test_http_settings_merge_down_as_nginx_merges() -> None:
         ("/push-port", WebSocket(push_listen=PushListen(None, 9100))),
         ("/push-addr", WebSocket(push_listen=PushListen("127.0.0.1", 0))),
         ("/deflate", WebSocket(deflate=True)),
-        ("/deflate-small", WebSocket(deflate=True, deflate_window_bits=9, deflate_no_context_takeover=True)),
+        ("/deflate-small", WebSocket(deflate=True, deflate_window_bits=9)),
+        ("/deflate-context", WebSocket(deflate=True, deflate_no_context_takeover=False)),
     ],
 )
 def test_websocket_directive_forms(path: str, expected: WebSocket) -> None:

@@ -166,10 +166,11 @@ def test_deflate_is_declined_unless_the_location_turns_it_on():
     assert negotiate(("permessage-deflate",), WebSocket()) == ([], None)
 
 
-def test_deflate_is_accepted_when_on_and_offered():
+def test_deflate_is_accepted_when_on_and_offered_without_context_takeover_by_default():
     extensions, answer = negotiate(("x-webkit-deflate-frame", "permessage-deflate; client_max_window_bits"),
                                    WebSocket(deflate=True))
-    assert answer == b"permessage-deflate; client_max_window_bits=15"
+    assert answer == (b"permessage-deflate; client_no_context_takeover; server_no_context_takeover; "
+                      b"client_max_window_bits=15")
     assert [type(e) for e in extensions] == [PerMessageDeflate]
 
 
@@ -177,25 +178,31 @@ def test_deflate_with_no_offer_is_not_used():
     assert negotiate((), WebSocket(deflate=True)) == ([], None)
 
 
-def test_the_server_window_is_capped_at_deflate_window_bits_and_context_takeover_can_be_refused():
+def test_the_server_window_is_capped_at_deflate_window_bits():
     [deflate], answer = negotiate(("permessage-deflate; server_max_window_bits=12",),
-                                  WebSocket(deflate=True, deflate_window_bits=10, deflate_no_context_takeover=True))
+                                  WebSocket(deflate=True, deflate_window_bits=10))
     assert deflate.server_max_window_bits == 10
-    assert b"server_no_context_takeover" in answer and b"client_no_context_takeover" in answer
+
+
+def test_context_takeover_is_kept_only_when_asked_for():
+    [deflate], answer = negotiate(("permessage-deflate",), WebSocket(deflate=True, deflate_no_context_takeover=False))
+    assert answer == b"permessage-deflate"
+    assert not deflate.server_no_context_takeover
 
 
 def test_an_offer_wsproto_cannot_honour_is_declined():
     # zlib's raw deflate has no 8-bit window; the client may offer a second choice.
     assert negotiate(("permessage-deflate; client_max_window_bits=8",), WebSocket(deflate=True)) == ([], None)
     extensions, answer = negotiate(("permessage-deflate; client_max_window_bits=8", "permessage-deflate"),
-                                   WebSocket(deflate=True))
+                                   WebSocket(deflate=True, deflate_no_context_takeover=False))
     assert answer == b"permessage-deflate" and extensions
 
 
 def test_compressed_messages_are_echoed_compressed():
     client_deflate = PerMessageDeflate()
     offer = client_deflate.offer()
-    server_extensions, answer = negotiate((f"permessage-deflate; {offer}",), WebSocket(deflate=True))
+    server_extensions, answer = negotiate((f"permessage-deflate; {offer}",),
+                                          WebSocket(deflate=True, deflate_no_context_takeover=False))
     client_deflate.finalize(answer.decode())
     peer = Peer(client_extensions=[client_deflate], server_extensions=server_extensions)
     message = "compress me " * 50
