@@ -12,8 +12,9 @@ measures those floors alone and prints one table, µs of CPU per operation:
   a 2-byte-header frame to the client the body names and a fixed 204 to the pusher. Layer by
   layer on trio (floors_trio.py): the pusher's request/answer alone; + the client frame written
   from the pusher's task; + a sender task per client woken by a trio.Event; trio-websocket's
-  `send_message` instead of the raw write (from the pusher's task, then from a sender task, the
-  shape nginxws has). The same on asyncio `Protocol`s (floors_asyncio.py), on uvloop and on the
+  `send_message` instead of the raw write (from the pusher's task, then from a sender task: the
+  shapes nginxws had while it ran on trio-websocket; it now frames with wsproto and writes from
+  the pusher's task, the shape of the "push floor, trio" row). The same on asyncio `Protocol`s (floors_asyncio.py), on uvloop and on the
   standard loop, for comparison with the websockets peer's event loop.
 - the handshake: 5,000 cycles at concurrency 50 of upgrade request → 101 + one text frame →
   client's close frame and EOF → close; raw on trio, with trio-websocket's `serve_websocket`,
@@ -118,7 +119,7 @@ SCENARIOS = (
              "floors_trio.py", ("push-sender",), "push"),
     Scenario("push, trio-websocket: `send_message` from the pusher's task",
              "floors_trio.py", ("push-tw-direct",), "push"),
-    Scenario("push, trio-websocket: `send_message` from a sender task per client (nginxws's shape)",
+    Scenario("push, trio-websocket: `send_message` from a sender task per client",
              "floors_trio.py", ("push-tw-sender",), "push"),
     Scenario("push floor, asyncio + uvloop: `Protocol`, `transport.write`",
              "floors_asyncio.py", ("push", "uvloop"), "push", needs_uvloop=True),

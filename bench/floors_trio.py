@@ -16,8 +16,8 @@ handshake-tw     trio-websocket's serve_websocket: accept, send one message, wai
 
 Push servers listen on two ports, clients first (``ready CLIENT_PORT PUSH_PORT``). A pusher
 finds each request's end with `bytes.find` (the body length is fixed) and writes the fixed 204.
-trio-websocket is configured as nginxws configures it (nginxws/wsconn.py: a one-message queue,
-4 KiB receive buffer).
+trio-websocket is configured as nginxws configured it while it ran on trio-websocket (a
+one-message queue, 4 KiB receive buffer).
 """
 
 from __future__ import annotations
