@@ -206,11 +206,9 @@ class Session:
 
     # -- the session's own task ----------------------------------------------
 
-    async def serve(self, first: bytes) -> None:
-        """Write ``first`` (the 101, the welcome, answers to early frames),
-        then read, answer and keep the timers until the session is done."""
+    async def serve(self) -> None:
+        """Read, answer and keep the timers until the session is done."""
         proto, stream = self.proto, self.stream
-        self.write(first)
         while not proto.done:
             with trio.CancelScope(deadline=proto.deadline) as self._scope:
                 while not proto.done:
@@ -307,7 +305,9 @@ async def run_session(worker, stream: SocketStream, upgrade: Upgrade, conn: int)
     worker.registry.add(push_id, Entry(location, session))
     worker.add_session(session)
     try:
-        await session.serve(first)
+        session.write(first)
+        del first  # the 101 and the welcome are not kept while the session lasts
+        await session.serve()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if session.bytes_sent == 0:
             return CLIENT_CLOSED_REQUEST, 0

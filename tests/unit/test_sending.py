@@ -200,7 +200,7 @@ def test_a_broken_client_ends_the_flusher_and_the_session():
                 serving = trio.Event()
 
                 async def serve():
-                    await session.serve(b"")
+                    await session.serve()
                     serving.set()
 
                 nursery.start_soon(serve)
