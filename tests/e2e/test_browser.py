@@ -91,9 +91,18 @@ def shown(page, count: int) -> list[tuple[str, str]]:
     return [(item.get_attribute("class"), item.text_content()) for item in items]
 
 
-def test_browser_shows_pushed_text_utf8_and_binary(start_server, demo_url, page):
-    server = start_server()
+@pytest.mark.parametrize("websocket", [
+    "",
+    # Chromium offers permessage-deflate; it must take the server's answer
+    # (no context takeover either way) and inflate every push.
+    "deflate=on",
+    "deflate=on deflate_no_context_takeover=off deflate_window_bits=9",
+])
+def test_browser_shows_pushed_text_utf8_and_binary(start_server, demo_url, page, websocket):
+    server = start_server(websocket=websocket)
     push_url = open_demo(page, demo_url, server)
+    agreed = page.evaluate("ws.extensions")  # the demo page's WebSocket
+    assert agreed.startswith("permessage-deflate") if "deflate=on" in websocket else agreed == ""
     pushes = [
         ("hello browser".encode(), {}),
         ("héllo wörld 😀🎉 ✓".encode(), {}),
