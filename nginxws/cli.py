@@ -140,7 +140,7 @@ def version_text(opts: Options) -> str:
     if opts.show_help:
         text += USAGE
     if opts.show_configure:
-        libraries = ", ".join(f"{lib} {version(lib)}" for lib in ("trio", "h11", "wsproto", "lark"))
+        libraries = ", ".join(f"{lib} {version(lib)}" for lib in ("trio", "h11", "wsproto", "httptools", "lark"))
         text += (
             f"built by {platform.python_implementation()} {platform.python_version()}\n"
             f"built with {libraries}\n"

@@ -137,7 +137,7 @@ def test_v_prints_the_version_on_stderr(nginxws_bin: str, tmp_path: Path) -> Non
 def test_V_adds_what_it_is_built_with(nginxws_bin: str, tmp_path: Path) -> None:
     result = nginxws(nginxws_bin, "-V", cwd=tmp_path)
     python = ".".join(map(str, sys.version_info[:3]))
-    libraries = ", ".join(f"{lib} {version(lib)}" for lib in ("trio", "h11", "wsproto", "lark"))
+    libraries = ", ".join(f"{lib} {version(lib)}" for lib in ("trio", "h11", "wsproto", "httptools", "lark"))
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
         "nginxws version: nginxws/0.1.0",
