@@ -38,11 +38,16 @@ from trio.lowlevel import (
 )
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
-# accept() failures that concern only the connection being accepted (as trio's
-# SocketListener): the listener goes on.
+# accept() failures that concern only the connection being accepted: the
+# listener goes on.  trio's SocketListener ignores the same ones (EPERM: a
+# firewall rule refused the connection; ECONNRESET, ECONNABORTED: the client
+# gave up while it waited in the backlog).
 _IGNORABLE_ACCEPT_ERRNOS = frozenset(
-    {errno.ECONNABORTED, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN,
-     errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH}
+    getattr(errno, name) for name in (
+        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
+        "ETIMEDOUT", "ECONNRESET",
+    ) if hasattr(errno, name)
 )
 
 
