@@ -270,6 +270,10 @@ def test_workers_are_titled_as_nginx_and_get_worker_rlimit_nofile(start_master):
 
 def test_worker_rlimit_nofile_applies_to_the_single_process_too(start_master):
     master = start_master(workers=1, main="master_process off; worker_rlimit_nofile 3000;")
+    # The listen socket accepts before the limit is set; the first welcome
+    # comes from the worker, which runs only once it is.
+    with connect(master.url, open_timeout=TIMEOUT) as ws:
+        welcome(ws)
     limits = Path(f"/proc/{master.pid}/limits").read_text()
     assert re.search(r"^Max open files\s+3000\s+3000\s", limits, re.M), limits
 
