@@ -270,6 +270,10 @@ def test_workers_are_titled_as_nginx_and_get_worker_rlimit_nofile(start_master):
 
 def test_worker_rlimit_nofile_applies_to_the_single_process_too(start_master):
     master = start_master(workers=1, main="master_process off; worker_rlimit_nofile 3000;")
+    # The listen socket accepts before the limit is set; the first welcome
+    # comes from the worker, which runs only once it is.
+    with connect(master.url, open_timeout=TIMEOUT) as ws:
+        welcome(ws)
     limits = Path(f"/proc/{master.pid}/limits").read_text()
     assert re.search(r"^Max open files\s+3000\s+3000\s", limits, re.M), limits
 
@@ -373,6 +377,29 @@ def test_reload_drops_no_client_and_new_clients_get_the_new_config(start_master)
         master.wait_log(rf"worker process {pid} exited with code 0$")
     assert len(master.workers()) == 2 and not old_workers & set(master.workers())
     assert poll(lambda: descriptors(master.pid) == before, TIMEOUT), (before, descriptors(master.pid))
+
+
+def test_a_session_on_an_old_worker_stays_open_and_pushable_after_the_reload(start_master):
+    master = start_master(workers=1)
+    (old_worker,) = master.workers()
+    with connect(master.url, open_timeout=TIMEOUT) as ws:
+        match = welcome(ws)
+        rewrite(master, workers=1)
+        master.signal(signal.SIGHUP)
+        master.wait_log(ACCEPTS.pattern, count=2)
+        # The new worker is up and the old one has been told to stop, by
+        # whichever signal: from here on it must drain, not close.
+        master.wait_log(rf"\[notice\] {old_worker}#0: (?:gracefully shutting down|exiting)$")
+        try:
+            for n in range(3):
+                assert push(push_url(match), f"after the reload {n}") == 204
+                assert ws.recv(timeout=TIMEOUT) == f"after the reload {n}"
+            ws.send("echo")
+            assert ws.recv(timeout=TIMEOUT) == "echo"
+        except (ConnectionClosed, httpx.TransportError) as err:
+            pytest.fail(f"the session on the old worker did not survive the reload: {err!r}")
+        assert alive(old_worker), "the old worker left while it still held a session"
+    master.wait_log(rf"worker process {old_worker} exited with code 0$")
 
 
 def listening_sockets(pid: int, port: int) -> set[str]:

@@ -257,6 +257,34 @@ def test_push_connection_waits_keepalive_timeout_then_client_body_timeout(start_
             assert 0.6 < time.monotonic() - started < 3
 
 
+PUSH_LIMIT = 1000  # max_message_size in bytes, far from the 1 MiB default
+
+
+def utf8_body(size: int) -> bytes:
+    """``size`` bytes of UTF-8 text, in fewer characters (``é`` is two bytes)."""
+    return ("é" * (size // 2) + "x" * (size % 2)).encode()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "size, status", [(PUSH_LIMIT - 1, 204), (PUSH_LIMIT, 204), (PUSH_LIMIT + 1, 413)],
+    ids=["limit-1", "limit", "limit+1"],
+)
+def test_push_up_to_max_message_size_is_delivered_and_one_byte_more_is_413(start_server, size, status, chunked):
+    server = start_server(websocket=f"max_message_size={PUSH_LIMIT}")
+    with connect(server.url, open_timeout=5, close_timeout=2) as ws:
+        url = receive(ws).split(",")[0]
+        body = utf8_body(size)
+        content = iter([body[i:i + 300] for i in range(0, size, 300)]) if chunked else body
+        assert push(url, content).status_code == status
+        # Pushes arrive in order: a refused body delivered anyway would come first.
+        assert push(url, "after").status_code == 204
+        expected = [body.decode(), "after"] if status == 204 else ["after"]
+        assert [receive(ws) for _ in expected] == expected
+        ws.send("still open")
+        assert receive(ws) == "still open"
+
+
 def test_push_to_departed_client_is_404(server):
     with connect(server.url) as ws:
         url = receive(ws)
