@@ -142,6 +142,11 @@ async def handle_client(worker, stream: SocketStream, local, remote, conn: int) 
             try:
                 event = await next_event(h, stream, trio.current_time() + settings.client_header_timeout)
             except ClientTimeout:
+                if first and not h.trailing_data[0]:
+                    # Not a byte yet: closed without a word, as nginx does
+                    # (ngx_http_wait_request_handler).
+                    worker.error_log.info("client timed out", conn=conn)
+                    return
                 worker.error_log.info("client timed out while reading client request headers", conn=conn)
                 exchange.status = 408
                 exchange.sent = await send_error(h, stream, 408, tokens=settings.server_tokens, close=True)

@@ -165,7 +165,9 @@ SUPPORTED_DIRECTIVES = (
            "redefined. A format must be defined before an `access_log` uses it."),
     _d("client_header_timeout", HTTP_SERVER, TAKE1, h.seconds,
        syntax="client_header_timeout time;", default="client_header_timeout 60s;",
-       doc="How long a client may take to send the request header."),
+       doc="How long a client may take to send the request header. One that sent part of it "
+           "is then answered 408 and closed; one that sent nothing is closed without a word, "
+           "as nginx does."),
     _d("client_header_buffer_size", HTTP_SERVER, TAKE1, h.size,
        syntax="client_header_buffer_size size;", default="client_header_buffer_size 1k;",
        doc="The buffer for a request header that usually suffices."),

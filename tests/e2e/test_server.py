@@ -614,6 +614,20 @@ def test_keepalive_waits_keepalive_timeout_then_client_header_timeout(start_serv
         assert 0.8 < time.monotonic() - started < 1.8
 
 
+def test_a_connection_that_sends_nothing_is_closed_quietly_after_client_header_timeout(start_server):
+    server = start_server(http="client_header_timeout 1s;")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        started = time.monotonic()
+        assert sock.recv(100) == b""  # as nginx: no 408 for a connection that sent nothing
+        assert 0.8 < time.monotonic() - started < 2.5
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\n")  # part of a head: 408
+        assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
+    log = server.prefix / "access.log"
+    server.wait_log(r'" 408 ', path=log)
+    assert log.read_text().count("\n") == 1, log.read_text()
+
+
 def test_huge_headers_get_400_and_long_uri_414(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
