@@ -28,7 +28,7 @@ from typing import Any
 import loadgen
 import systems
 from machine import loadavg, machine_line, package_version, raise_file_limit
-from systems import SystemSpec, StartError, Tools
+from systems import DEFLATE_VARIANTS, SystemSpec, StartError, Tools
 
 try:
     import uvloop
@@ -139,19 +139,28 @@ def _worker_counts(text: str) -> list[int]:
 
 def choose_systems(args: argparse.Namespace) -> list[SystemSpec]:
     default = "websockets" if args.smoke else "nginxws,websockets,nchan"
+    unknown = (
+        "bench: unknown system {!r} (nginxws, websockets, nchan; nginxws and websockets also "
+        f"with permessage-deflate as {', '.join('NAME-' + suffix for suffix in DEFLATE_VARIANTS)})"
+    )
     chosen: list[SystemSpec] = []
     for name in (args.systems or default).split(","):
         name = name.strip()
-        if name == "nginxws":
-            chosen += [SystemSpec(name, n) for n in _worker_counts(args.nginxws_workers)]
+        kind, _, variant = name.partition("-")
+        deflate = DEFLATE_VARIANTS.get(variant) if variant else None
+        if variant and (deflate is None or kind == "nchan"):
+            sys.exit(unknown.format(name))
+        if kind == "nginxws":
+            workers = _worker_counts(args.nginxws_workers)
+            chosen += [SystemSpec(kind, n, deflate=deflate) for n in workers]
             if args.baseline_bin:
-                chosen += [SystemSpec(name, n, baseline=True) for n in _worker_counts(args.nginxws_workers)]
-        elif name == "nchan":
-            chosen += [SystemSpec(name, n) for n in _worker_counts(args.nchan_workers)]
-        elif name == "websockets":
-            chosen.append(SystemSpec("websockets", 1))
+                chosen += [SystemSpec(kind, n, baseline=True, deflate=deflate) for n in workers]
+        elif kind == "nchan":
+            chosen += [SystemSpec(kind, n) for n in _worker_counts(args.nchan_workers)]
+        elif kind == "websockets":
+            chosen.append(SystemSpec(kind, 1, deflate=deflate))
         else:
-            sys.exit(f"bench: unknown system {name!r} (nginxws, websockets, nchan)")
+            sys.exit(unknown.format(name))
     return chosen
 
 
@@ -344,7 +353,7 @@ def _run_one(
     if server.shortfall:
         remarks[spec.label] = server.shortfall
     try:
-        target = loadgen.Target(server.port, spec.welcome)
+        target = loadgen.Target(server.port, spec.welcome, deflate=spec.deflate is not None)
         try:
             run_async(lambda: loadgen.probe_protocol(target), 15)
         except (OSError, loadgen.ProtocolError, asyncio.TimeoutError) as error:
@@ -395,17 +404,25 @@ def _ratio(mine: list[float] | None, theirs: list[float] | None) -> str:
 def render_table(
     specs: list[SystemSpec], results: dict[str, dict[str, list[float]]], table_rows: list[Row]
 ) -> str:
-    """The Markdown table: a column per system, then nginxws (first column) / each peer
-    (its baseline build first, when there is one)."""
+    """The Markdown table: a column per system, then nginxws (its first column) / each peer
+    (its baseline build first, when there is one), for each compression setting in the run:
+    nginxws with deflate is compared with peers doing the same work."""
     labels = [spec.label for spec in specs]
-    mine = next((spec.label for spec in specs if spec.kind == "nginxws" and not spec.baseline), None)
-    peers = [next((spec.label for spec in specs if spec.baseline), None)]
-    peers += [
-        next((spec.label for spec in specs if spec.kind == kind), None)
-        for kind in ("websockets", "nchan")
-    ]
-    ratio_columns = [peer for peer in peers if peer is not None and mine is not None]
-    header = ["metric", *labels, *(f"{mine} / {peer}" for peer in ratio_columns)]
+    ratio_columns: list[tuple[str, str]] = []
+    for deflate in dict.fromkeys(spec.deflate for spec in specs):
+        alike = [spec for spec in specs if spec.deflate == deflate]
+        mine = next(
+            (spec.label for spec in alike if spec.kind == "nginxws" and not spec.baseline), None
+        )
+        if mine is None:
+            continue
+        peers = [next((spec.label for spec in alike if spec.baseline), None)]
+        peers += [
+            next((spec.label for spec in alike if spec.kind == kind), None)
+            for kind in ("websockets", "nchan")
+        ]
+        ratio_columns += [(mine, peer) for peer in peers if peer is not None]
+    header = ["metric", *labels, *(f"{mine} / {peer}" for mine, peer in ratio_columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table_rows:
         if row.summed:
@@ -416,8 +433,7 @@ def render_table(
             cells = [_cell(results[label].get(key), row) for label in labels]
             ratios = [
                 _ratio(results[mine].get(key), results[peer].get(key))
-                for peer in ratio_columns
-                if mine is not None
+                for mine, peer in ratio_columns
             ]
         lines.append("| " + " | ".join([row.title, *cells, *ratios]) + " |")
     return "\n".join(lines)

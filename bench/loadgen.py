@@ -11,6 +11,10 @@ a system with a welcome message (nginxws, the websockets peer) sends the push UR
 ``/pub/CHANNEL`` on its own port. A push body is ``SEQ CLIENT SENT_NS``: the client checks that
 it is the one named, the scenario that each SEQ arrives exactly once.
 
+A target with permessage-deflate (`Target.deflate`) gets `DeflateClient`s, which offer the
+extension and inflate what the server compresses; the others get the plain `WSClient`, whose
+frame path knows nothing of compression, so their figures do not move with it.
+
 Server CPU is read from /proc by the caller-supplied `ServerProbe`; every scenario takes it
 over exactly the phase it measures.
 """
@@ -25,6 +29,7 @@ import os
 import resource
 import secrets
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +92,8 @@ class Target:
     welcome: bool
     """True: the server sends the push URL after the handshake (nginxws, websockets peer).
     False: nchan: the client subscribes to ``/ws/CHANNEL`` and is pushed to at ``/pub/CHANNEL``."""
+    deflate: bool = False
+    """The server runs permessage-deflate: clients offer it, insist on it and inflate."""
 
     def subscribe_path(self, channel: str) -> str:
         return "/ws" if self.welcome else f"/ws/{channel}"
@@ -115,6 +122,9 @@ class WSClient(asyncio.Protocol):
         "push_target", "ready", "closed", "on_message", "close_sent", "error",
     )
 
+    OFFER = b""
+    """Extension headers of the handshake request: none."""
+
     def __init__(self, index: int, target: Target, on_message: Callable[[int, bytes], None]):
         self.index = index
         self.channel = secrets.token_hex(8)
@@ -137,8 +147,8 @@ class WSClient(asyncio.Protocol):
         path = self.target.subscribe_path(self.channel)
         transport.write(
             b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (path.encode(), HOST.encode(), self.target.port, _KEY)
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+            % (path.encode(), HOST.encode(), self.target.port, _KEY, self.OFFER)
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -167,6 +177,10 @@ class WSClient(asyncio.Protocol):
             if not head.startswith(b"HTTP/1.1 101") or _ACCEPT not in head:
                 self._fail(f"handshake refused: {head[:200]!r}")
                 return
+            refused = self._agree(head)
+            if refused is not None:
+                self._fail(refused)
+                return
             self.upgraded = True
             if self.push_target is None and not self.target.welcome:
                 self.push_target = PushTarget(
@@ -178,6 +192,10 @@ class WSClient(asyncio.Protocol):
                 self.ready.set_result(None)
             buffer = buffer[end + 4 :]
         self.buffer = self._frames(buffer)
+
+    def _agree(self, head: bytes) -> str | None:
+        """Take the extensions the 101 `head` agrees to; why they will not do, or None."""
+        return None
 
     def _frames(self, buffer: bytes) -> bytes:
         """Handle every complete frame in `buffer`; returns the incomplete rest."""
@@ -256,6 +274,78 @@ class WSClient(asyncio.Protocol):
         if self.transport is not None and not self.close_sent and not self.transport.is_closing():
             self.close_sent = True
             self.transport.write(CLOSE_FRAME)
+
+
+_EXTENSIONS = b"\r\nsec-websocket-extensions:"
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+"""What a sender strips from the end of every compressed message (RFC 7692 section 7.2.1)."""
+
+
+class DeflateClient(WSClient):
+    """A client that offers permessage-deflate (RFC 7692) and inflates what arrives compressed.
+
+    It sends its own messages uncompressed, as RFC 7692 allows, so only the server compresses.
+    A message is compressed when its first frame has RSV1 set. With
+    ``server_no_context_takeover`` agreed, each message is a deflate stream of its own and gets
+    a fresh inflater; without it, the server's compressor keeps its window across messages and
+    so must the client: one inflater for the connection, fed every compressed message in order.
+    """
+
+    __slots__ = ("compressed", "inflater", "fresh_per_message", "inflated")
+
+    OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+    def __init__(self, index: int, target: Target, on_message: Callable[[int, bytes], None]):
+        super().__init__(index, target, on_message)
+        self.compressed = False
+        """The message being received started with RSV1."""
+        self.inflater: zlib._Decompress | None = None
+        self.fresh_per_message = False
+        self.inflated = 0
+        """Messages that arrived compressed (so a run can tell the server compresses)."""
+
+    def _agree(self, head: bytes) -> str | None:
+        lowered = head.lower()
+        marker = lowered.find(_EXTENSIONS)
+        if marker < 0:
+            return "the server did not agree to permessage-deflate"
+        line_end = lowered.find(b"\r\n", marker + 2)
+        value = lowered[marker + len(_EXTENSIONS) : line_end if line_end >= 0 else len(lowered)]
+        parameters = [parameter.strip() for parameter in value.split(b";")]
+        if parameters[0] != b"permessage-deflate" or b"," in value:
+            return f"unexpected extensions in the 101: {value[:200]!r}"
+        self.fresh_per_message = b"server_no_context_takeover" in parameters
+        return None
+
+    def _frame(self, first: int, payload: bytes) -> None:
+        opcode = first & 0x0F
+        if opcode == OP_TEXT or opcode == OP_BINARY:
+            self.compressed = bool(first & 0x40)
+        elif first & 0x40:
+            self._fail(f"RSV1 set on a frame with opcode {opcode}")
+            return
+        super()._frame(first, payload)
+
+    def _message(self, payload: bytes) -> None:
+        if self.compressed:
+            inflater = self.inflater
+            if inflater is None:
+                # wbits -15 inflates a raw deflate stream made with any window up to 2^15.
+                inflater = zlib.decompressobj(-15)
+                if not self.fresh_per_message:
+                    self.inflater = inflater
+            try:
+                payload = inflater.decompress(payload + _DEFLATE_TAIL)
+            except zlib.error as error:
+                self._fail(f"cannot inflate a message: {error}")
+                return
+            self.inflated += 1
+        super()._message(payload)
+
+
+def client_type(target: Target) -> type[WSClient]:
+    """The client class for `target`: with permessage-deflate only where the server runs it."""
+    return DeflateClient if target.deflate else WSClient
 
 
 class Unanswered(Exception):
@@ -463,6 +553,7 @@ async def connect_clients(
     loop = asyncio.get_running_loop()
     clients: list[WSClient] = []
     next_index = 0
+    client_class = client_type(target)
 
     async def opener() -> None:
         nonlocal next_index
@@ -470,7 +561,7 @@ async def connect_clients(
             index = next_index
             next_index += 1
             _transport, client = await loop.create_connection(
-                functools.partial(WSClient, index, target, on_message), HOST, target.port
+                functools.partial(client_class, index, target, on_message), HOST, target.port
             )
             clients.append(client)
             await client.ready
@@ -515,7 +606,8 @@ def _percentile(sorted_values: Sequence[int], fraction: float) -> float:
 
 
 async def probe_protocol(target: Target) -> None:
-    """Check one client end to end: ready, echo (welcome systems), one push delivered."""
+    """Check one client end to end: ready, echo (welcome systems), one push delivered; with
+    permessage-deflate, that all three came compressed."""
     tally = Tally(1)
     clients = await connect_clients(target, 1, 1, tally.on_message)
     client = clients[0]
@@ -536,6 +628,11 @@ async def probe_protocol(target: Target) -> None:
         if status not in OK_STATUSES:
             raise ProtocolError(f"push answered {status}")
         await asyncio.wait_for(tally.done.wait(), 5)
+        if isinstance(client, DeflateClient) and client.inflated < 3:
+            raise ProtocolError(
+                f"permessage-deflate agreed, but only {client.inflated} of the welcome, echo "
+                "and push arrived compressed"
+            )
     finally:
         abort_all(clients)
 
@@ -552,6 +649,7 @@ async def handshake_scenario(
     await quiesce(probe)
     failures = 0
     next_index = 0
+    client_class = client_type(target)
 
     def ignore(_index: int, _payload: bytes) -> None:
         pass
@@ -564,7 +662,7 @@ async def handshake_scenario(
             client: WSClient | None = None
             try:
                 _transport, client = await loop.create_connection(
-                    functools.partial(WSClient, index, target, ignore), HOST, target.port
+                    functools.partial(client_class, index, target, ignore), HOST, target.port
                 )
                 await client.ready
                 client.close()

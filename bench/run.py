@@ -46,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--systems", help="comma-separated: nginxws, websockets, nchan (default: all three; "
-        "--smoke: websockets)",
+        "--smoke: websockets); nginxws-deflate, websockets-deflate: with permessage-deflate, "
+        "no context takeover; nginxws-deflate-ctx, websockets-deflate-ctx: with context takeover",
     )
     parser.add_argument("--rounds", type=int, help="rounds A B A B... (default 3, --quick 1)")
     parser.add_argument(

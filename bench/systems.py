@@ -35,6 +35,36 @@ class StartError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Deflate:
+    """permessage-deflate (RFC 7692) turned on in a system, as nginxws's location parameters.
+
+    Both ends compress with zlib's defaults at 15 window bits; `context_takeover` keeps the
+    compressor between messages (nginxws `deflate_no_context_takeover=off`), which an idle
+    connection then holds from its welcome message on.
+    """
+
+    context_takeover: bool
+
+    @property
+    def suffix(self) -> str:
+        return "-deflate-ctx" if self.context_takeover else "-deflate"
+
+    @property
+    def websocket_parameters(self) -> str:
+        """What nginxws's ``websocket`` directive takes for it."""
+        return " deflate=on" + (" deflate_no_context_takeover=off" if self.context_takeover else "")
+
+    @property
+    def peer_arguments(self) -> list[str]:
+        """What bench/peers/websockets_server.py takes for it."""
+        return ["--deflate", *(["--deflate-context-takeover"] if self.context_takeover else [])]
+
+
+DEFLATE_VARIANTS = {"deflate": Deflate(False), "deflate-ctx": Deflate(True)}
+"""System name suffixes (``nginxws-deflate``, ``websockets-deflate-ctx``) and what they turn on."""
+
+
+@dataclass(frozen=True, slots=True)
 class SystemSpec:
     """One column of the table: which server, with how many worker processes."""
 
@@ -43,12 +73,17 @@ class SystemSpec:
     workers: int
     baseline: bool = False
     """nginxws from `Tools.baseline` (another build, for before/after in one run)."""
+    deflate: Deflate | None = None
+    """permessage-deflate on (nginxws and the websockets peer); None: off, as by default."""
 
     @property
     def label(self) -> str:
+        name = ("baseline" if self.baseline else self.kind) + (
+            self.deflate.suffix if self.deflate else ""
+        )
         if self.kind == "websockets":
-            return "websockets"
-        return f"{'baseline' if self.baseline else self.kind} {self.workers}w"
+            return name
+        return f"{name} {self.workers}w"
 
     @property
     def welcome(self) -> bool:
@@ -221,7 +256,7 @@ http {{
     access_log off;
     server {{
         listen 127.0.0.1:{port};
-        location /ws {{ websocket; }}
+        location /ws {{ websocket{parameters}; }}
     }}
 }}
 """
@@ -274,7 +309,12 @@ def start(spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0) -> 
     workdir.mkdir(parents=True, exist_ok=True)
     if spec.kind == "nginxws":
         conf = workdir / "bench.conf"
-        conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, port=port))
+        parameters = spec.deflate.websocket_parameters if spec.deflate else ""
+        conf.write_text(
+            NGINXWS_CONF.format(
+                workers=spec.workers, nofile=tools.nofile, port=port, parameters=parameters
+            )
+        )
         binary = tools.baseline if spec.baseline else tools.nginxws
         command = [str(binary), "-p", f"{workdir}/", "-c", str(conf)]
         processes = 1 + spec.workers
@@ -290,6 +330,8 @@ def start(spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0) -> 
         processes = 1 + spec.workers
     elif spec.kind == "websockets":
         command = [str(tools.bench_python), str(PEER), "--port", str(port)]
+        if spec.deflate:
+            command += spec.deflate.peer_arguments
         processes = 1
     else:
         raise ValueError(f"unknown system {spec.kind!r}")

@@ -18,10 +18,15 @@ make with the library's public API:
   send (no task or future per push);
 - the push listener is an ``asyncio.Protocol`` with a small HTTP/1.1 parser: keep-alive and
   pipelining, every complete request in one read handled at once and answered in one write;
-- compression is off (the other systems do not compress) and the keepalive ping matches
-  nginxws's default ``pingintvl``/``idleintvl`` (300 s / 360 s).
+- compression is off, as nginxws's by default; ``--deflate`` turns on permessage-deflate
+  configured as nginxws's ``deflate=on``: zlib's defaults at 15 window bits and no context
+  takeover either way, or with ``--deflate-context-takeover`` as
+  ``deflate_no_context_takeover=off`` (not the library's ``compression="deflate"``, whose
+  smaller window and memLevel would be another trade-off than nginxws's);
+- the keepalive ping matches nginxws's default ``pingintvl``/``idleintvl`` (300 s / 360 s).
 
-Usage: ``python websockets_server.py --port PORT [--host 127.0.0.1] [--no-uvloop]``.
+Usage: ``python websockets_server.py --port PORT [--host 127.0.0.1] [--no-uvloop]
+[--deflate [--deflate-context-takeover]]``.
 SIGTERM or SIGINT stops it.
 """
 
@@ -37,6 +42,8 @@ import sys
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.base import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
 MAX_HEAD = 8192
@@ -202,7 +209,20 @@ class PushProtocol(asyncio.Protocol):
         return answer, body_end, keep_alive and answer in KEEPS_ALIVE
 
 
-async def main(host: str, port: int) -> None:
+def deflate_extensions(deflate: bool, context_takeover: bool) -> list[ServerExtensionFactory]:
+    """permessage-deflate as nginxws's ``deflate=on`` offers it, or nothing."""
+    if not deflate:
+        return []
+    no_context_takeover = not context_takeover
+    return [
+        ServerPerMessageDeflateFactory(
+            server_no_context_takeover=no_context_takeover,
+            client_no_context_takeover=no_context_takeover,
+        )
+    ]
+
+
+async def main(host: str, port: int, extensions: list[ServerExtensionFactory]) -> None:
     registry = Registry()
     loop = asyncio.get_running_loop()
     push_server = await loop.create_server(lambda: PushProtocol(registry), host, 0)
@@ -233,6 +253,7 @@ async def main(host: str, port: int) -> None:
         host,
         port,
         compression=None,
+        extensions=extensions,
         process_request=only_ws,
         ping_interval=PING_INTERVAL,
         ping_timeout=PING_TIMEOUT,
@@ -247,16 +268,22 @@ def run() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
+    parser.add_argument("--deflate", action="store_true", help="accept permessage-deflate")
+    parser.add_argument(
+        "--deflate-context-takeover", action="store_true",
+        help="with --deflate: keep the compression context between messages",
+    )
     args = parser.parse_args()
+    extensions = deflate_extensions(args.deflate, args.deflate_context_takeover)
     if not args.no_uvloop:
         try:
             import uvloop
         except ImportError:
             print("websockets_server: uvloop not installed, using asyncio", file=sys.stderr)
         else:
-            uvloop.run(main(args.host, args.port))
+            uvloop.run(main(args.host, args.port, extensions))
             return
-    asyncio.run(main(args.host, args.port))
+    asyncio.run(main(args.host, args.port, extensions))
 
 
 if __name__ == "__main__":

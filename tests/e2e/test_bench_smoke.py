@@ -34,6 +34,21 @@ def test_bench_runs_a_baseline_build_beside_nginxws_with_a_ratio_column(nginxws_
     assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 |" in result.stdout
 
 
+def test_bench_runs_nginxws_and_its_peer_with_permessage_deflate(nginxws_bin, tmp_path):
+    """The load generator inflates what these systems compress (its protocol probe fails the
+    system unless the welcome, an echo and a push arrive compressed), and loses nothing."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--no-venv", "--systems",
+         "nginxws-deflate,nginxws-deflate-ctx,websockets-deflate", "--nginxws-workers", "1",
+         "--nginxws-bin", nginxws_bin, "--time-limit", "120"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("| metric | nginxws-deflate 1w | nginxws-deflate-ctx 1w | websockets-deflate "
+            "| nginxws-deflate 1w / websockets-deflate |") in result.stdout
+    assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 |" in result.stdout
+
+
 MEMORY_OWNERS = BENCH.parent / "memory_owners.py"
 
 
