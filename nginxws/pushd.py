@@ -87,7 +87,7 @@ async def _answer(worker, stream, request: PushRequest, server: Server, exchange
         if request.status:
             raise PushError(request.status, request.reason)
         if request.method == b"POST":
-            await _push(worker, request, exchange)
+            _push(worker, request, exchange)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         elif request.method == b"OPTIONS":
             extra = (ALLOW,)
@@ -112,7 +112,7 @@ def _error(status: int, reason: str, headers, tokens: bool, close: bool, head: b
     return (answer, 0) if head else (answer + body, len(body))
 
 
-async def _push(worker, request: PushRequest, exchange: Exchange) -> None:
+def _push(worker, request: PushRequest, exchange: Exchange) -> None:
     """Hand a POST's body to the client its push ID names."""
     location = request.location
     limit = location.websocket.max_message_size

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from wsproto import ConnectionState
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+from wsproto.frame_protocol import FrameProtocol
 
 IDLE_CLOSE_CODE = 1001
 IDLE_CLOSE_REASON = "idle timeout"
@@ -39,6 +40,10 @@ SHUTDOWN_CLOSE_CODE = 1001
 SHUTDOWN_CLOSE_REASON = "server shutting down"
 TOO_BIG_CLOSE_CODE = 1009
 TOO_BIG_CLOSE_REASON = "message too big"
+# Frames of a session without extensions carry no state between messages (a
+# server does not mask), so one framer serves them all; it skips the event
+# object and dispatch of ``Connection.send`` on every push.
+_PLAIN_FRAMES = FrameProtocol(client=False, extensions=[])
 # How long a closing handshake may take once the server has sent its close
 # frame, before the TCP connection is cut (nginx's lingering_timeout).
 CLOSE_TIMEOUT = 5.0
@@ -145,9 +150,10 @@ class SessionProtocol:
     """
 
     __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "close_code", "closing", "done",
-                 "_close_by")
+                 "_close_by", "_plain")
 
-    def __init__(self, ws: Connection, timers: Timers, max_message_size: int) -> None:
+    def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
+        """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
         self.ws = ws
         self.timers = timers
         self.max_message_size = max_message_size
@@ -157,6 +163,7 @@ class SessionProtocol:
         self.closing = False
         self.done = False
         self._close_by = 0.0
+        self._plain = not extensions
 
     @property
     def open(self) -> bool:
@@ -166,9 +173,11 @@ class SessionProtocol:
     def deadline(self) -> float:
         return self._close_by if self.closing else self.timers.deadline
 
-    def message(self, data: str | bytes) -> bytes | None:
+    def message(self, data: str | bytes) -> bytes | bytearray | None:
         if self.ws.state is not ConnectionState.OPEN:
             return None
+        if self._plain:
+            return _PLAIN_FRAMES.send_data(data)
         return self.ws.send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
 
     def close(self, code: int, reason: str, now: float) -> bytes:

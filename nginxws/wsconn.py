@@ -163,7 +163,7 @@ class Session:
 
     # -- writing -------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Write ``data`` without waiting: what the kernel does not take now
         is kept, in order, and written by a flusher as the client reads."""
         if self._backlog is not None:
@@ -293,6 +293,7 @@ async def run_session(worker, stream: SocketStream, upgrade: Upgrade, conn: int)
         Connection(ConnectionType.SERVER, extensions),
         Timers(settings.pingintvl, settings.idleintvl, now),
         settings.max_message_size,
+        extensions=bool(extensions),
     )
     session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
                       watch=worker.send_watch, send_timeout=location.settings.send_timeout)

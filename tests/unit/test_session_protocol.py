@@ -22,7 +22,8 @@ class Peer:
     def __init__(self, max_message_size: int = 1024, client_extensions=(), server_extensions=()) -> None:
         self.client = Connection(ConnectionType.CLIENT, list(client_extensions))
         self.server = SessionProtocol(Connection(ConnectionType.SERVER, list(server_extensions)),
-                                      Timers(PING, IDLE, 0.0), max_message_size)
+                                      Timers(PING, IDLE, 0.0), max_message_size,
+                                      extensions=bool(server_extensions))
 
     def send(self, *events, now: float = 1.0, raw: bytes = b"") -> list:
         """The client sends ``events`` (and ``raw`` bytes); the events the server's answer makes."""
