@@ -1,10 +1,12 @@
 """The front door: HTTP/1.1 on the ``listen`` sockets, routed as nginx routes.
 
-One task per client connection reads requests with h11 (keep-alive and
-pipelining), picks the server and location (``routing``), and either
-answers (404, 405, 426, ``return``, error pages) or, for a WebSocket
-handshake on a ``websocket`` location, hands the stream to ``wsconn``
-(the request h11 parsed is the handshake: it is not parsed again).
+``decide`` is the front door's rule book and touches no socket: a request
+in, an ``Answer`` (404, 405, 426, ``return``, error pages, with what to log
+and whether to close) or an ``Upgrade`` out; the tests drive it in
+process.  ``FrontDoor`` is one client connection: it reads requests with
+h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
+hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
+location (the request h11 parsed is the handshake: it is not parsed again).
 
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
@@ -16,31 +18,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import h11
 import trio
 from wsproto.utilities import split_comma_header
 
-from nginxws.conf.model import HttpSettings, Server
+from nginxws.conf.model import HttpSettings, Return, Server
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
-    header,
     headers,
     next_event,
     send_error,
     send_response,
 )
-from nginxws.log import AccessEntry
+from nginxws.context import WorkerContext
+from nginxws.log import Exchange
 from nginxws.netio import SocketStream
-from nginxws.routing import normalize_host, normalize_path, select_location, target_host
+from nginxws.routing import ServerGroup, normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, run_session
-
-if TYPE_CHECKING:
-    from nginxws.pushhttp import PushRequest
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 ROUTING_HEADERS = frozenset({b"host", b"content-length"})
@@ -87,234 +85,234 @@ def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
     return 400 if undecodable else (key, tuple(offers))
 
 
-class Exchange:
-    """One request as the access log sees it: an h11 request of the front
-    door, or a push listener's request (with the same four fields it reads)."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer the front door decided on, before anything is written."""
 
-    __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
-
-    def __init__(self, request: h11.Request | PushRequest | None, server: Server, conn: int) -> None:
-        self.request = request
-        self.server = server
-        self.settings: HttpSettings = server.settings
-        self.status = 0
-        self.sent = 0
-        self.started = time.time()
-        self.conn = conn
-
-    def entry(self, remote, local) -> AccessEntry:
-        request = self.request
-        return AccessEntry(
-            remote_addr=remote[0] if isinstance(remote, tuple) else "unix:",
-            status=self.status,
-            start=self.started,
-            method=request.method if request else None,
-            target=request.target if request else None,
-            http_version=request.http_version if request else None,
-            headers=request.headers if request else (),
-            body_bytes_sent=self.sent,
-            bytes_sent=self.sent,
-            connection=self.conn,
-            server_name=self.server.server_names[0] if self.server.server_names else "",
-            server_port=local[1] if isinstance(local, tuple) else 0,
-        )
+    status: int
+    server: Server  # the server that answers (the access log's $server_name)
+    settings: HttpSettings  # its, or its location's: server_tokens, body limits, access log
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    page: bool = True  # nginx's stock page for ``status``; else ``body``
+    body: bytes = b""
+    close: bool = False  # the connection ends after it
+    read_body: bool = False  # read and drop the request body first (keep-alive goes on)
+    silent: bool = False  # ``return 444``: close without a word
+    log: tuple[str, str] | None = None  # (error_log level, message)
 
 
-async def handle_client(worker, stream: SocketStream, local, remote, conn: int) -> None:
-    """Serve one client connection until it closes or becomes a WebSocket."""
-    group = worker.router.servers_for(local)
-    default = group.default_server
-    settings: HttpSettings = default.settings
-    limit = settings.large_client_header_buffers[0] * settings.large_client_header_buffers[1]
-    h = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
-    first = True
-    try:
-        while True:
-            if not first and not h.trailing_data[0]:
-                # As nginx: an idle keep-alive connection waits keepalive_timeout
-                # for the next request to begin, then client_header_timeout for
-                # the rest of its head; an idle one is closed without a word.
-                with trio.move_on_after(settings.keepalive_timeout):
-                    h.receive_data(await stream.receive_some(RECEIVE_BYTES))
-                if not h.trailing_data[0] and not h.trailing_data[1]:
-                    return
-            exchange = Exchange(None, default, conn)
-            try:
-                event = await next_event(h, stream, trio.current_time() + settings.client_header_timeout)
-            except ClientTimeout:
-                if first and not h.trailing_data[0]:
-                    # Not a byte yet: closed without a word, as nginx does
-                    # (ngx_http_wait_request_handler).
-                    worker.error_log.info("client timed out", conn=conn)
-                    return
-                worker.error_log.info("client timed out while reading client request headers", conn=conn)
-                exchange.status = 408
-                exchange.sent = await send_error(h, stream, 408, tokens=settings.server_tokens, close=True)
-                worker.log_access(exchange, remote, local)
-                return
-            except h11.RemoteProtocolError as err:
-                await _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn)
-                return
-            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                return
-            if not isinstance(event, h11.Request):
-                return
-            first = False
-            exchange.request = event
-            upgrade = await _handle_request(worker, h, stream, event, exchange, local, conn)
-            if upgrade is not None:
-                # An open session keeps nothing of the HTTP connection, nor of
-                # the request unless an access log will want it at the end.
-                del h, event
-                if not exchange.settings.access_logs:
-                    exchange.request = None
-                session = run_session(worker, stream, upgrade, conn)
-                del upgrade  # the session keeps only what it needs of it
-                exchange.status, exchange.sent = await session
-                worker.log_access(exchange, remote, local)
-                return
-            worker.log_access(exchange, remote, local)
-            if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-                return
-            try:
-                h.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
-    except h11.RemoteProtocolError as err:
-        # Only a request body read before answering gets here (a head h11
-        # cannot parse is answered above): drop the connection, as nginx does.
-        worker.error_log.info(f"client sent invalid request body: {err}", conn=conn)
-        return
-    except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    finally:
-        stream.close()
+HANDSHAKE_HEADERS = {
+    426: ((b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13")),
+    405: ((b"Allow", b"GET"),),
+}
 
 
-async def _protocol_error(worker, h, stream, exchange, err, settings, remote, local, conn) -> None:
-    """Answer a request h11 could not parse, as nginx would, and close."""
-    buffered = h.trailing_data[0]
-    line_end = buffered.find(b"\r\n")
-    request_line = len(buffered) if line_end < 0 else line_end
-    if request_line > settings.large_client_header_buffers[1]:
-        status = 414
-        worker.error_log.info("client sent too long URI", conn=conn)
-    elif err.error_status_hint == 431:
-        status = 494
-        worker.error_log.info("client sent too long header line", conn=conn)
-    else:
-        status = err.error_status_hint
-        worker.error_log.info(f"client sent invalid request: {err}", conn=conn)
-    if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-        exchange.status = status
-        try:
-            exchange.sent = await send_error(h, stream, status, tokens=settings.server_tokens, close=True)
-        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        worker.log_access(exchange, remote, local)
-
-
-async def _handle_request(
-    worker, h, stream, request: h11.Request, exchange: Exchange, local, conn
-) -> Upgrade | None:
-    """Answer one request, or return the WebSocket handshake it is."""
-    group = worker.router.servers_for(local)
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes) -> Answer | Upgrade:
+    """What to do with one request that arrived on an address of ``group``:
+    its answer, or the WebSocket session it opens (``trailing``: what the
+    client sent after it, its first frames)."""
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
-    head = request.method == b"HEAD"
     if host is not None and normalize_host(host) is None:
-        exchange.server = group.default_server
-        return await _finish_error(h, stream, exchange, 400, group.default_server.settings, head, close=True)
+        default = group.default_server
+        return Answer(400, default, default.settings, close=True)
     server = group.select_server(host)
-    exchange.server = server
     settings = server.settings
 
     path = normalize_path(request.target)
     if path is None:
-        return await _finish_error(h, stream, exchange, 400, settings, head)
+        return Answer(400, server, settings)
     line_limit = settings.large_client_header_buffers[1]
     if len(request.method) + len(request.target) + 10 > line_limit:
-        return await _finish_error(h, stream, exchange, 414, settings, head, close=True)
+        return Answer(414, server, settings, close=True)
     if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
-        return await _finish_error(h, stream, exchange, 494, settings, head, close=True)
+        return Answer(494, server, settings, close=True)
 
     location = None if server.return_ else select_location(server.locations, path)
     if location is not None:
-        settings = exchange.settings = location.settings
+        settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > settings.client_max_body_size:
-        worker.error_log.error(
-            f"client intended to send too large body: {int(length)} bytes", conn=conn
-        )
-        return await _finish_error(h, stream, exchange, 413, settings, head, close=True)
+        return Answer(413, server, settings, close=True,
+                      log=("error", f"client intended to send too large body: {int(length)} bytes"))
 
     if location is not None and location.websocket is not None and answer is None:
-        problem = read_handshake(request)
-        if not isinstance(problem, int):
-            key, offers = problem
-            return Upgrade(key, offers, h.trailing_data[0], server, location, path)
-        await _discard_body(h, stream, settings)
-        extra = []
-        if problem == 426:
-            extra = [(b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13")]
-        elif problem == 405:
-            extra = [(b"Allow", b"GET")]
-        return await _finish_error(h, stream, exchange, problem, settings, head, headers=extra)
+        handshake = read_handshake(request)
+        if isinstance(handshake, int):
+            return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
+                          read_body=True)
+        key, offers = handshake
+        return Upgrade(key, offers, trailing, server, location, path)
 
-    await _discard_body(h, stream, settings)
     if answer is not None:
-        return await _return(h, stream, exchange, answer, settings, head, request)
+        return _return(answer, server, settings, found.get(b"host"))
     status = 404 if request.method in (b"GET", b"HEAD") else 405
-    return await _finish_error(h, stream, exchange, status, settings, head)
+    return Answer(status, server, settings, read_body=True)
 
 
-async def _discard_body(h, stream, settings: HttpSettings) -> None:
-    """Read and drop a request body, bounded by size and time."""
-    deadline = trio.current_time() + settings.client_body_timeout
-    received = 0
-    while True:
-        event = await next_event(h, stream, deadline)
-        if isinstance(event, h11.Data):
-            received += len(event.data)
-            if received > settings.client_max_body_size:
-                raise ClientClosed
-        elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
-            return
-        elif isinstance(event, h11.ConnectionClosed):
-            raise ClientClosed
-
-
-async def _finish_error(h, stream, exchange, status, settings, head, *, close=False, headers=None) -> None:
-    exchange.status = status
-    exchange.sent = await send_error(
-        h, stream, status, tokens=settings.server_tokens, head=head, close=close, headers=headers
-    )
-
-
-async def _return(h, stream, exchange, answer, settings, head, request) -> None:
-    """nginx's ``return``: a redirect, a text body, or an error page."""
-    exchange.status = answer.code
-    if answer.code in REDIRECT_CODES and answer.text is not None:
+def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
+    """nginx's ``return``: a redirect, a text body, an error page, or 444."""
+    code = answer.code
+    if code in REDIRECT_CODES and answer.text is not None:
         target = answer.text
         if target.startswith("/"):
-            host = header(request, b"host")
             target = f"http://{host.decode('latin-1') if host else 'localhost'}{target}"
-        exchange.sent = await send_error(
-            h, stream, answer.code, tokens=settings.server_tokens, head=head,
-            headers=[(b"Location", target.encode())],
-        )
-    elif answer.text is not None:
-        exchange.sent = await send_response(
-            h, stream, answer.code, [(b"Content-Type", b"text/plain")], answer.text.encode(),
-            tokens=settings.server_tokens, head=head,
-        )
-    elif answer.code == 444:
-        raise ClientClosed
-    elif answer.code >= 400 or answer.code in REDIRECT_CODES:
-        exchange.sent = await send_error(h, stream, answer.code, tokens=settings.server_tokens, head=head)
-    else:
-        exchange.sent = await send_response(
-            h, stream, answer.code, [], b"", tokens=settings.server_tokens, head=head
-        )
+        return Answer(code, server, settings, headers=((b"Location", target.encode()),), read_body=True)
+    if answer.text is not None:
+        return Answer(code, server, settings, headers=((b"Content-Type", b"text/plain"),), page=False,
+                      body=answer.text.encode(), read_body=True)
+    if code == 444:
+        return Answer(code, server, settings, read_body=True, silent=True)
+    return Answer(code, server, settings, page=code >= 400 or code in REDIRECT_CODES, read_body=True)
+
+
+class FrontDoor:
+    """One client connection on a ``listen`` socket, until it closes or
+    becomes a WebSocket session.
+
+    nginx's limits apply: the request head must arrive within
+    ``client_header_timeout`` (408; a connection that sent nothing is closed
+    without a word) and fit ``large_client_header_buffers``; an idle
+    keep-alive connection waits ``keepalive_timeout``.
+    """
+
+    __slots__ = ("worker", "stream", "local", "remote", "number", "_h", "_group")
+
+    def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int) -> None:
+        self.worker = worker
+        self.stream = stream
+        self.local = local
+        self.remote = remote
+        self.number = number  # the connection's serial number ($connection)
+        self._group = worker.router.servers_for(local)
+        count, size = self._group.default_server.settings.large_client_header_buffers
+        self._h = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
+
+    async def serve(self) -> None:
+        worker, h, stream = self.worker, self._h, self.stream
+        default = self._group.default_server
+        settings: HttpSettings = default.settings
+        first = True
+        try:
+            while True:
+                if not first and not h.trailing_data[0]:
+                    # As nginx: an idle keep-alive connection waits keepalive_timeout
+                    # for the next request to begin, then client_header_timeout for
+                    # the rest of its head; an idle one is closed without a word.
+                    with trio.move_on_after(settings.keepalive_timeout):
+                        h.receive_data(await stream.receive_some(RECEIVE_BYTES))
+                    if not h.trailing_data[0] and not h.trailing_data[1]:
+                        return
+                exchange = Exchange(None, default, self.number)
+                try:
+                    event = await next_event(h, stream, trio.current_time() + settings.client_header_timeout)
+                except ClientTimeout:
+                    await self._timed_out(first, exchange, settings)
+                    return
+                except h11.RemoteProtocolError as err:
+                    await self._unparsable(err, exchange, settings)
+                    return
+                if not isinstance(event, h11.Request):
+                    return  # closed, or paused after a close
+                first = False
+                exchange.request = event
+                decision = decide(event, self._group, h.trailing_data[0])
+                if isinstance(decision, Upgrade):
+                    # An open session keeps nothing of the HTTP connection, nor
+                    # of the request unless an access log will want it at the end.
+                    del h, event
+                    self._h = None
+                    exchange.server, exchange.settings = decision.server, decision.location.settings
+                    if not exchange.settings.access_logs:
+                        exchange.request = None
+                    session = run_session(worker, stream, decision, self.number)
+                    del decision  # the session keeps only what it needs of it
+                    exchange.status, exchange.sent = await session
+                    worker.log_access(exchange, self.remote, self.local)
+                    return
+                await self._answer(decision, event, exchange)
+                worker.log_access(exchange, self.remote, self.local)
+                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                    return
+                try:
+                    h.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        except h11.RemoteProtocolError as err:
+            # Only a request body read before answering gets here (a head h11
+            # cannot parse is answered above): drop the connection, as nginx does.
+            worker.error_log.info(f"client sent invalid request body: {err}", conn=self.number)
+            return
+        except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            stream.close()
+
+    async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
+        exchange.server, exchange.settings = answer.server, answer.settings
+        if answer.log is not None:
+            level, message = answer.log
+            getattr(self.worker.error_log, level)(message, conn=self.number)
+        if answer.read_body:
+            await self._discard_body(answer.settings)
+        if answer.silent:
+            raise ClientClosed
+        exchange.status = answer.status
+        head, tokens = request.method == b"HEAD", answer.settings.server_tokens
+        if answer.page:
+            exchange.sent = await send_error(self._h, self.stream, answer.status, tokens=tokens, head=head,
+                                             close=answer.close, headers=list(answer.headers))
+        else:
+            exchange.sent = await send_response(self._h, self.stream, answer.status, list(answer.headers),
+                                                answer.body, tokens=tokens, head=head, close=answer.close)
+
+    async def _timed_out(self, first: bool, exchange: Exchange, settings: HttpSettings) -> None:
+        if first and not self._h.trailing_data[0]:
+            # Not a byte yet: closed without a word, as nginx does
+            # (ngx_http_wait_request_handler).
+            self.worker.error_log.info("client timed out", conn=self.number)
+            return
+        self.worker.error_log.info("client timed out while reading client request headers", conn=self.number)
+        exchange.status = 408
+        exchange.sent = await send_error(self._h, self.stream, 408, tokens=settings.server_tokens, close=True)
+        self.worker.log_access(exchange, self.remote, self.local)
+
+    async def _unparsable(self, err: h11.RemoteProtocolError, exchange: Exchange, settings: HttpSettings) -> None:
+        """Answer a request h11 could not parse, as nginx would, and close."""
+        h, log = self._h, self.worker.error_log
+        buffered = h.trailing_data[0]
+        line_end = buffered.find(b"\r\n")
+        request_line = len(buffered) if line_end < 0 else line_end
+        if request_line > settings.large_client_header_buffers[1]:
+            status = 414
+            log.info("client sent too long URI", conn=self.number)
+        elif err.error_status_hint == 431:
+            status = 494
+            log.info("client sent too long header line", conn=self.number)
+        else:
+            status = err.error_status_hint
+            log.info(f"client sent invalid request: {err}", conn=self.number)
+        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            exchange.status = status
+            try:
+                exchange.sent = await send_error(h, self.stream, status, tokens=settings.server_tokens, close=True)
+            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            self.worker.log_access(exchange, self.remote, self.local)
+
+    async def _discard_body(self, settings: HttpSettings) -> None:
+        """Read and drop a request body, bounded by size and time."""
+        deadline = trio.current_time() + settings.client_body_timeout
+        received = 0
+        while True:
+            event = await next_event(self._h, self.stream, deadline)
+            if isinstance(event, h11.Data):
+                received += len(event.data)
+                if received > settings.client_max_body_size:
+                    raise ClientClosed
+            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ClientClosed

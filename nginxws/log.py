@@ -42,8 +42,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from nginxws.conf.model import AccessLog, ErrorLog
+from nginxws.conf.model import AccessLog, ErrorLog, HttpSettings, Server
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 SEVERITY = {name: number for number, name in enumerate(LEVELS)}
@@ -246,6 +247,39 @@ class AccessEntry:
     connection: int = 0
     server_name: str = ""
     server_port: int = 0
+
+
+class Exchange:
+    """One request as the access log sees it: an h11 request of the front
+    door, or a push listener's request (with the same four fields it reads)."""
+
+    __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
+
+    def __init__(self, request: Request | None, server: Server, conn: int) -> None:
+        self.request = request
+        self.server = server
+        self.settings: HttpSettings = server.settings
+        self.status = 0
+        self.sent = 0
+        self.started = time.time()
+        self.conn = conn
+
+    def entry(self, remote, local) -> AccessEntry:
+        request = self.request
+        return AccessEntry(
+            remote_addr=remote[0] if isinstance(remote, tuple) else "unix:",
+            status=self.status,
+            start=self.started,
+            method=request.method if request else None,
+            target=request.target if request else None,
+            http_version=request.http_version if request else None,
+            headers=request.headers if request else (),
+            body_bytes_sent=self.sent,
+            bytes_sent=self.sent,
+            connection=self.conn,
+            server_name=self.server.server_names[0] if self.server.server_names else "",
+            server_port=local[1] if isinstance(local, tuple) else 0,
+        )
 
 
 class LogFormatError(ValueError):

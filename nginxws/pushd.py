@@ -18,17 +18,19 @@ from __future__ import annotations
 import trio
 
 from nginxws.conf.model import Server
-from nginxws.frontdoor import Exchange
 from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
 from nginxws.netio import SocketStream
-from nginxws.pushhttp import PushParser, PushRequest
-from nginxws.registry import PushError, push_id_from, push_message
+from nginxws.context import WorkerContext
+from nginxws.log import Exchange
+from nginxws.pushhttp import PushParser, PushRequest, push_id_from, push_message
+from nginxws.registry import PushError
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
-async def handle_pusher(worker, socket_stream: SocketStream, server: Server, remote, local, conn: int) -> None:
+async def handle_pusher(worker: WorkerContext, socket_stream: SocketStream, local, remote, conn: int,
+                        server: Server) -> None:
     """Serve one push connection until it closes.
 
     One cancel scope bounds every wait of the connection; its deadline moves
@@ -81,7 +83,7 @@ async def handle_pusher(worker, socket_stream: SocketStream, server: Server, rem
             await trio.aclose_forcefully(stream)
 
 
-async def _answer(worker, stream, request: PushRequest, server: Server, exchange: Exchange) -> None:
+async def _answer(worker: WorkerContext, stream, request: PushRequest, server: Server, exchange: Exchange) -> None:
     tokens = server.settings.server_tokens
     try:
         if request.status:
@@ -112,7 +114,7 @@ def _error(status: int, reason: str, headers, tokens: bool, close: bool, head: b
     return (answer, 0) if head else (answer + body, len(body))
 
 
-def _push(worker, request: PushRequest, exchange: Exchange) -> None:
+def _push(worker: WorkerContext, request: PushRequest, exchange: Exchange) -> None:
     """Hand a POST's body to the client its push ID names."""
     location = request.location
     limit = location.websocket.max_message_size

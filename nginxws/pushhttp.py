@@ -30,9 +30,14 @@ answers it always got):
 
 from __future__ import annotations
 
+import base64
+import binascii
+from urllib.parse import parse_qs
+
 import httptools
 
 from nginxws.conf.model import Location, Server
+from nginxws.registry import PushError
 from nginxws.routing import normalize_path, select_location
 
 # llhttp's reasons whose status is not 400 (h11's and nginx's answers).  The
@@ -43,6 +48,7 @@ _ERROR_STATUS = {
 }
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _DROP = -1  # the body limit of a request whose body is read and dropped
+BINARY_TYPES = frozenset({b"application/octet-stream"})
 
 
 class PushRequest:
@@ -247,3 +253,38 @@ def _has_body(request: PushRequest) -> bool:
         if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t0")):
             return True
     return False
+
+
+def push_id_from(authorization: bytes | None, query: bytes) -> str:
+    """The push ID: the Basic-auth user name, else ``?id=``; 400 if neither."""
+    if authorization:
+        scheme, _, credentials = authorization.strip().partition(b" ")
+        if scheme.lower() == b"basic":
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise PushError(400, "malformed Authorization header") from None
+            user = decoded.partition(b":")[0]
+            if user:
+                try:
+                    return user.decode("ascii")
+                except UnicodeDecodeError:
+                    raise PushError(400, "malformed push ID") from None
+    if query:
+        values = parse_qs(query.decode("latin-1")).get("id")
+        if values and values[0]:
+            return values[0]
+    raise PushError(400, "no push ID")
+
+
+def push_message(body: bytes, content_type: bytes | None, max_size: int) -> str | bytes:
+    """The frame payload for a push body: text unless the body is declared binary."""
+    if len(body) > max_size:
+        raise PushError(413, "push body too large")
+    media = (content_type or b"").partition(b";")[0].strip().lower()
+    if media in BINARY_TYPES:
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PushError(400, "text push body is not valid UTF-8") from None

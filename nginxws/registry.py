@@ -19,16 +19,10 @@ Everything here is plain code; the worker moves bytes in and out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qs
 
 from nginxws.conf.model import Location
-
-BINARY_TYPES = frozenset({b"application/octet-stream"})
-
 
 class PushError(Exception):
     """A push that cannot be delivered, with the HTTP status to answer."""
@@ -89,38 +83,3 @@ class Registry:
         if entry.target.full():
             raise PushError(503, "client is not reading fast enough")
         return entry.target
-
-
-def push_id_from(authorization: bytes | None, query: bytes) -> str:
-    """The push ID: the Basic-auth user name, else ``?id=``; 400 if neither."""
-    if authorization:
-        scheme, _, credentials = authorization.strip().partition(b" ")
-        if scheme.lower() == b"basic":
-            try:
-                decoded = base64.b64decode(credentials.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                raise PushError(400, "malformed Authorization header") from None
-            user = decoded.partition(b":")[0]
-            if user:
-                try:
-                    return user.decode("ascii")
-                except UnicodeDecodeError:
-                    raise PushError(400, "malformed push ID") from None
-    if query:
-        values = parse_qs(query.decode("latin-1")).get("id")
-        if values and values[0]:
-            return values[0]
-    raise PushError(400, "no push ID")
-
-
-def push_message(body: bytes, content_type: bytes | None, max_size: int) -> str | bytes:
-    """The frame payload for a push body: text unless the body is declared binary."""
-    if len(body) > max_size:
-        raise PushError(413, "push body too large")
-    media = (content_type or b"").partition(b";")[0].strip().lower()
-    if media in BINARY_TYPES:
-        return body
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PushError(400, "text push body is not valid UTF-8") from None

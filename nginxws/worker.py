@@ -33,8 +33,8 @@ import setproctitle
 import trio
 
 from nginxws.conf.model import Config, Server, websocket_locations
-from nginxws.frontdoor import Exchange, handle_client
-from nginxws.log import AccessLogger, ErrorLogger
+from nginxws.frontdoor import FrontDoor
+from nginxws.log import AccessLogger, ErrorLogger, Exchange
 from nginxws.netio import Listener, SocketStream
 from nginxws.pushd import handle_pusher
 from nginxws.registry import Registry
@@ -199,9 +199,9 @@ class Worker:
             return
         try:
             if server is None:
-                await handle_client(self, stream, local, remote, conn)
+                await FrontDoor(self, stream, local, remote, conn).serve()
             else:
-                await handle_pusher(self, stream, server, remote, local, conn)
+                await handle_pusher(self, stream, local, remote, conn, server)
         except Exception as err:
             # One connection's failure must never take the worker and every
             # other client down with it: log it, drop that connection.

@@ -30,6 +30,7 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
 from nginxws.conf.model import Location, Server, WebSocket
+from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
 from nginxws.netio import SocketStream
 from nginxws.registry import Entry
@@ -278,7 +279,7 @@ class SendWatch:
                 session.abort()
 
 
-async def run_session(worker, stream: SocketStream, upgrade: Upgrade, conn: int) -> tuple[int, int]:
+async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgrade, conn: int) -> tuple[int, int]:
     """Complete the handshake and run the session to its end.
 
     Returns (status, bytes sent) for the access log: 101 once the 101 was

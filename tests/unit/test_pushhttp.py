@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nginxws.conf.model import HttpSettings, Listen, Location, Server, WebSocket
-from nginxws.pushhttp import PushParser
+from nginxws.pushhttp import PushParser, push_id_from, push_message
+from nginxws.registry import PushError
 
 HEAD_LIMIT = 2 * 1024
 SETTINGS = HttpSettings(large_client_header_buffers=(2, 1024), client_body_timeout=30.0)
@@ -278,3 +279,55 @@ def test_fuzzed_bytes_give_ready_requests_or_an_end_never_an_exception(data, spl
         count = len(parser.ready)
         parser.feed(post())
         assert len(parser.ready) == count
+
+
+# -- the push ID and the message a push carries --------------------------------------
+
+
+def basic(user: str, password: str = "") -> bytes:
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+@pytest.mark.parametrize(
+    "authorization, query, expected",
+    [
+        (basic("abc"), b"", "abc"),
+        (basic("abc", "secret"), b"", "abc"),
+        (b"basic " + base64.b64encode(b"xyz:"), b"", "xyz"),
+        (None, b"id=q1", "q1"),
+        (basic(""), b"id=q2", "q2"),
+        (b"Bearer token", b"id=q3", "q3"),
+    ],
+)
+def test_push_id_from_basic_user_or_query(authorization, query, expected):
+    assert push_id_from(authorization, query) == expected
+
+
+@pytest.mark.parametrize(
+    "authorization, query",
+    [(None, b""), (basic(""), b""), (b"Basic !!!notbase64", b""), (None, b"id="), (b"Bearer x", b"")],
+)
+def test_missing_or_malformed_id_is_400(authorization, query):
+    with pytest.raises(PushError) as err:
+        push_id_from(authorization, query)
+    assert err.value.status == 400
+
+
+def test_body_is_text_by_default_and_binary_by_content_type():
+    assert push_message("héllo 😀".encode(), None, 100) == "héllo 😀"
+    assert push_message(b"\xff\x00", b"application/octet-stream", 100) == b"\xff\x00"
+    assert push_message(b"\xff", b"Application/Octet-Stream; x=1", 100) == b"\xff"
+    assert push_message(b"", None, 100) == ""
+
+
+def test_text_body_that_is_not_utf8_is_400():
+    with pytest.raises(PushError) as err:
+        push_message(b"\xff\xfe", b"text/plain", 100)
+    assert err.value.status == 400
+
+
+def test_body_over_max_message_size_is_413():
+    push_message(b"x" * 100, None, 100)
+    with pytest.raises(PushError) as err:
+        push_message(b"x" * 101, None, 100)
+    assert err.value.status == 413

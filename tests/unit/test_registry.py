@@ -1,11 +1,10 @@
 """Push routing inside one worker and the answers a push gets."""
 
-import base64
 
 import pytest
 
 from nginxws.conf.model import HttpSettings, Location, WebSocket
-from nginxws.registry import Entry, PushError, Registry, push_id_from, push_message
+from nginxws.registry import Entry, PushError, Registry
 
 WS = Location("", "/ws", HttpSettings(), websocket=WebSocket())
 OTHER = Location("", "/other", HttpSettings(), websocket=WebSocket())
@@ -25,10 +24,6 @@ class Client:
 
     async def push(self, message):
         raise AssertionError("the registry itself never sends")
-
-
-def basic(user: str, password: str = "") -> bytes:
-    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
 
 
 def test_push_goes_to_the_named_session_only():
@@ -79,48 +74,3 @@ def test_full_backlog_is_503_until_it_drains():
     assert err.value.status == 503
     client.is_full = False
     assert registry.target("A", WS) is client
-
-
-@pytest.mark.parametrize(
-    "authorization, query, expected",
-    [
-        (basic("abc"), b"", "abc"),
-        (basic("abc", "secret"), b"", "abc"),
-        (b"basic " + base64.b64encode(b"xyz:"), b"", "xyz"),
-        (None, b"id=q1", "q1"),
-        (basic(""), b"id=q2", "q2"),
-        (b"Bearer token", b"id=q3", "q3"),
-    ],
-)
-def test_push_id_from_basic_user_or_query(authorization, query, expected):
-    assert push_id_from(authorization, query) == expected
-
-
-@pytest.mark.parametrize(
-    "authorization, query",
-    [(None, b""), (basic(""), b""), (b"Basic !!!notbase64", b""), (None, b"id="), (b"Bearer x", b"")],
-)
-def test_missing_or_malformed_id_is_400(authorization, query):
-    with pytest.raises(PushError) as err:
-        push_id_from(authorization, query)
-    assert err.value.status == 400
-
-
-def test_body_is_text_by_default_and_binary_by_content_type():
-    assert push_message("héllo 😀".encode(), None, 100) == "héllo 😀"
-    assert push_message(b"\xff\x00", b"application/octet-stream", 100) == b"\xff\x00"
-    assert push_message(b"\xff", b"Application/Octet-Stream; x=1", 100) == b"\xff"
-    assert push_message(b"", None, 100) == ""
-
-
-def test_text_body_that_is_not_utf8_is_400():
-    with pytest.raises(PushError) as err:
-        push_message(b"\xff\xfe", b"text/plain", 100)
-    assert err.value.status == 400
-
-
-def test_body_over_max_message_size_is_413():
-    push_message(b"x" * 100, None, 100)
-    with pytest.raises(PushError) as err:
-        push_message(b"x" * 101, None, 100)
-    assert err.value.status == 413
