@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = conf.load(conf_file, prefix=prefix, directives=opts.directives)
         # Building the router checks what only routing sees (conflicting
         # server names), as nginx does while it reads the configuration.
-        warnings = config.warnings + (Router(config.http).warnings if config.http else ())
+        warnings = tuple(map(str, config.warnings)) + (Router(config.http).warnings if config.http else ())
     except conf.ConfigError as err:
         _say(str(err))
         if opts.test:

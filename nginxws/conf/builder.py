@@ -6,6 +6,11 @@ each ``include`` read in place when it is met; then the drafts are merged
 down (http -> server -> location) and frozen.  The first problem met stops
 the load with a ConfigError that names its file and line.
 
+The builder owns the walk: it checks each statement against the directive
+table, reads includes, descends into blocks (bounding the depth), and warns
+for ignored and refuses refused directives itself.  Handlers
+(``nginxws.conf.handlers``) only turn one statement into draft values.
+
 Path rules (nginx's ``ngx_conf_full_name``): the main file and ``pid``,
 ``error_log`` and ``access_log`` paths are relative to the prefix (``-p``);
 ``include`` paths are relative to the main file's directory.  The model
@@ -18,15 +23,15 @@ import dataclasses
 import glob
 import os
 
-from nginxws.conf.directives import REFUSED, lookup
+from nginxws.conf.directives import IGNORED, INCLUDE, REFUSED, lookup
 from nginxws.conf.drafts import (
     AddressDraft,
     HttpDraft,
     LevelDraft,
     LocationDraft,
-    MainDraft,
 )
 from nginxws.conf.errors import ConfigError
+from nginxws.conf.handlers import Context
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
     AccessLog,
@@ -55,20 +60,11 @@ class Build:
     def __init__(self, prefix: str, conf_prefix: str) -> None:
         self.prefix = prefix
         self.conf_prefix = conf_prefix
-        self.main = MainDraft()
+        self.ctx = Context(prefix)
         self.files: dict[str, str] = {}
-        self.warnings: list[str] = []
         self._reading: list[str] = []  # real paths of the files being read, outermost first
         self._context = "main"
         self._depth = 0
-
-    def path(self, name: str) -> str:
-        """``name`` made absolute against the prefix (nginx's ngx_conf_full_name)."""
-        return name if name.startswith("/") else self.prefix + name
-
-    def warn(self, st: Statement, message: str) -> None:
-        """Record a ``[warn]`` line placed at ``st``."""
-        self.warnings.append(str(ConfigError(message, st.file, st.line, level="warn")))
 
     def read(self, path: str, at: Statement | None) -> tuple[tuple[Statement, ...], ConfigError | None]:
         """Read and parse one file; ``at`` is the include that names it (None: the main file).
@@ -125,7 +121,7 @@ class Build:
         if directive is None:
             raise st.error(f'unknown directive "{st.name}"')
         if directive.kind == REFUSED:
-            directive.handler(self, st, draft)
+            raise st.error(f'"{st.name}" directive is not supported by nginxws')
         if context not in directive.contexts:
             raise st.error(f'"{st.name}" directive is not allowed here')
         if st.block is not None and not directive.block:
@@ -134,13 +130,20 @@ class Build:
             raise st.error(f'directive "{st.name}" has no opening "{{"')
         if not directive.takes(len(st.args)):
             raise st.error(f'invalid number of arguments in "{st.name}" directive')
-        directive.handler(self, st, draft)
+        if directive.kind == IGNORED:
+            self.ctx.warn(st, f'"{st.name}" directive is ignored')
+        elif directive.name == INCLUDE:
+            self.include(st, draft)
+        elif directive.block:
+            self.walk(st.block or (), directive.name, directive.handler(self.ctx, st, draft))
+        else:
+            directive.handler(self.ctx, st, draft)
 
     # -- freezing -------------------------------------------------------------
 
     def finish(self, path: str) -> Config:
         """Merge and freeze the drafts into the model."""
-        main = self.main
+        main = self.ctx.main
         if main.events is None:
             raise ConfigError('no "events" section in configuration')
         error_logs = tuple(main.error_logs) or (ErrorLog(self.prefix + DEFAULT_ERROR_LOG),)
@@ -160,7 +163,7 @@ class Build:
             ),
             http=self._http(main.http, error_logs) if main.http else None,
             files=tuple(SourceFile(p, t) for p, t in self.files.items()),
-            warnings=tuple(self.warnings),
+            warnings=tuple(self.ctx.warnings),
         )
 
     def _http(self, draft: HttpDraft, error_logs: tuple[ErrorLog, ...]) -> Http:
@@ -195,13 +198,13 @@ class Build:
         for location in others:
             ws, decided = location.websocket, first.websocket
             if (ws.push_listen, ws.push_host) != (decided.push_listen, decided.push_host):
-                self.warnings.append(str(ConfigError(
+                self.ctx.warnings.append(ConfigError(
                     f'"push_listen" and "push_host" of location "{location.pattern}" are ignored: '
                     f'the server\'s first websocket location "{first.pattern}" sets them',
                     location.where.file if location.where else None,
                     location.where.line if location.where else None,
                     level="warn",
-                )))
+                ))
 
 
 def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
@@ -252,9 +255,9 @@ def load(path: str, *, prefix: str | None = None, directives: str | None = None)
     build = Build(root, os.path.dirname(conf_path) + "/")
     if directives:
         statements, syntax_error = parse(directives, COMMAND_LINE)
-        build.walk(statements, "main", build.main)
+        build.walk(statements, "main", build.ctx.main)
         if syntax_error:
             raise syntax_error
-    build.run_file(conf_path, None, "main", build.main)
+    build.run_file(conf_path, None, "main", build.ctx.main)
     return build.finish(conf_path)
 
