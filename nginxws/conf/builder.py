@@ -20,9 +20,11 @@ holds absolute paths; ``stderr`` stays ``stderr``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 
+from nginxws.conf.address import Resolve, resolve_host
 from nginxws.conf.directives import IGNORED, INCLUDE, REFUSED, lookup
 from nginxws.conf.drafts import (
     AddressDraft,
@@ -45,6 +47,7 @@ from nginxws.conf.model import (
     SourceFile,
     websocket_locations,
 )
+from nginxws.conf.names import conflicting_server_names
 from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
 
 DEFAULT_PID = "logs/nginxws.pid"
@@ -57,10 +60,10 @@ _GLOB_CHARS = frozenset("*?[")
 class Build:
     """The state of one load: where paths are relative to, what was read, the drafts."""
 
-    def __init__(self, prefix: str, conf_prefix: str) -> None:
+    def __init__(self, prefix: str, conf_prefix: str, resolve: Resolve) -> None:
         self.prefix = prefix
         self.conf_prefix = conf_prefix
-        self.ctx = Context(prefix)
+        self.ctx = Context(prefix, functools.cache(resolve))
         self.files: dict[str, str] = {}
         self._reading: list[str] = []  # real paths of the files being read, outermost first
         self._context = "main"
@@ -186,7 +189,9 @@ class Build:
         for server in servers:
             self._check_push_settings(server)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
-        return Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+        http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+        self.ctx.warnings += conflicting_server_names(http, self.ctx.resolve)
+        return http
 
     def _check_push_settings(self, server: Server) -> None:
         """Warn where a location's push_listen/push_host cannot apply.
@@ -242,17 +247,26 @@ def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen
     )
 
 
-def load(path: str, *, prefix: str | None = None, directives: str | None = None) -> Config:
+def load(
+    path: str,
+    *,
+    prefix: str | None = None,
+    directives: str | None = None,
+    resolve: Resolve = resolve_host,
+) -> Config:
     """Load the configuration file ``path`` as ``nginx -p prefix -c path -g directives`` would.
 
     ``prefix`` defaults to the current directory; a relative ``path`` is
-    relative to it.  Raises ConfigError for anything wrong, never another
-    exception for anything the files or ``directives`` contain.
+    relative to it.  ``resolve`` turns ``listen`` and ``push_listen`` host
+    names into addresses (the system resolver; each name is asked once).
+    Raises ConfigError for anything wrong, never another exception for
+    anything the files or ``directives`` contain; ``Config.warnings`` holds
+    nginx's warnings, the routing ones (conflicting server names) included.
     """
     root = os.path.abspath(prefix if prefix is not None else os.getcwd())
     root = root if root.endswith("/") else root + "/"
     conf_path = path if path.startswith("/") else root + path
-    build = Build(root, os.path.dirname(conf_path) + "/")
+    build = Build(root, os.path.dirname(conf_path) + "/", resolve)
     if directives:
         statements, syntax_error = parse(directives, COMMAND_LINE)
         build.walk(statements, "main", build.ctx.main)

@@ -10,8 +10,8 @@ number of arguments, and it does ``include``, ignored and refused
 directives itself: no handler reads files or walks statements.
 
 ``ctx`` (:class:`Context`) is all a handler may ask of the load beyond its
-own draft: paths made absolute, warnings, and the http block's shared
-tables (log formats, listen addresses).
+own draft: paths made absolute, host names resolved, warnings, and the
+http block's shared tables (log formats, listen addresses).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nginxws.conf.address import AddressError, parse_address
+from nginxws.conf.address import AddressError, Resolve, parse_address, resolve_host
 from nginxws.conf.drafts import (
     AddressDraft,
     EventsDraft,
@@ -49,6 +49,7 @@ class Context:
     """What a handler may use of the load besides its block's draft."""
 
     prefix: str  # absolute, ending in "/"
+    resolve: Resolve = resolve_host  # host names -> addresses, asked once per name
     main: MainDraft = field(default_factory=MainDraft)
     warnings: list[ConfigError] = field(default_factory=list)
 
@@ -231,7 +232,7 @@ def server(ctx: Context, st: Statement, draft: HttpDraft) -> ServerDraft:
 def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
     text = st.args[0]
     try:
-        address = parse_address(text)
+        address = parse_address(text, resolve=ctx.resolve)
     except AddressError as err:
         raise st.error(f'{err} in "{text}" of the "listen" directive') from None
     options: dict[str, Any] = {}
@@ -361,7 +362,7 @@ def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
     if draft.websocket is not None:
         raise st.error('"websocket" directive is duplicate')
     try:
-        ws = parse_websocket(st.args)
+        ws = parse_websocket(st.args, ctx.resolve)
     except WebSocketArgError as err:
         raise st.error(str(err)) from None
     if ws.idleintvl <= ws.pingintvl:

@@ -187,3 +187,38 @@ def test_push_settings_of_a_later_websocket_location_warn(tmp_path: Path) -> Non
         '[warn] "push_listen" and "push_host" of location "/b" are ignored: '
         f'the server\'s first websocket location "/a" sets them in {tmp_path}/nginx.conf:4',
     )
+
+
+def test_conflicting_server_names_warn_after_the_other_warnings(tmp_path: Path) -> None:
+    # nginx's ngx_http_server_names: a later server on the same address loses the name.
+    write(tmp_path, {"nginx.conf": EVENTS + (
+        "http {\n"
+        "  sendfile on;\n"
+        "  server { listen 127.0.0.1:8080; server_name a.example .b.example; }\n"
+        "  server { listen localhost:8080; server_name A.example b.example; }\n"
+        "  server { listen 127.0.0.1:8081; server_name a.example; }\n"
+        "}\n"
+    )})
+    cfg = load(str(tmp_path / "nginx.conf"), resolve=lambda name: ("127.0.0.1",) if name == "localhost" else ())
+    assert warning_lines(cfg) == (
+        f'[warn] "sendfile" directive is ignored in {tmp_path}/nginx.conf:3',
+        '[warn] conflicting server name "a.example" on 127.0.0.1:8080, ignored',
+        '[warn] conflicting server name "b.example" on 127.0.0.1:8080, ignored',
+    )
+
+
+def test_a_host_name_is_resolved_once_per_load(tmp_path: Path) -> None:
+    asked = []
+
+    def resolve(name: str) -> tuple[str, ...]:
+        asked.append(name)
+        return ("127.0.0.1",)
+
+    write(tmp_path, {"nginx.conf": EVENTS + (
+        "http {\n"
+        "  server { listen ws.test:8080; location / { websocket push_listen=ws.test:9000; } }\n"
+        "  server { listen ws.test:8081; }\n"
+        "}\n"
+    )})
+    load(str(tmp_path / "nginx.conf"), resolve=resolve)
+    assert asked == ["ws.test"]
