@@ -29,7 +29,6 @@ from nginxws.log import (
     os_error_text,
 )
 from nginxws.pidfile import PidFileError, read_pid
-from nginxws.routing import Router
 
 DEFAULT_CONF = "conf/nginx.conf"
 
@@ -178,9 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix, conf_file = resolve_paths(opts)
     try:
         config = conf.load(conf_file, prefix=prefix, directives=opts.directives)
-        # Building the router checks what only routing sees (conflicting
-        # server names), as nginx does while it reads the configuration.
-        warnings = config.warnings + (Router(config.http).warnings if config.http else ())
     except conf.ConfigError as err:
         _say(str(err))
         if opts.test:
@@ -188,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     if not (opts.test and opts.quiet):
-        for warning in warnings:
-            _say(warning)
+        for warning in config.warnings:
+            _say(str(warning))
 
     if opts.test:
         return _test(config, opts)

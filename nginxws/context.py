@@ -3,6 +3,7 @@
 The front door, the push listener and the sessions are handed the worker
 they run in; this is the part of it they reach into, typed, so that a
 reader sees what a connection can touch and a test can hand in a stand-in.
+It names only the pure modules: the handlers import it, never the reverse.
 """
 
 from __future__ import annotations
@@ -17,21 +18,37 @@ if TYPE_CHECKING:
     from nginxws.registry import Registry
     from nginxws.routing import Router
     from nginxws.session import PushAddress
-    from nginxws.wsconn import SendWatch, Session
+
+
+class LiveSession(Protocol):
+    """A session as its worker tracks it (``wsconn.Session``)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake with ``code``."""
+
+
+class SendWatching(Protocol):
+    """The worker's ``send_timeout`` watch (``wsconn.SendWatch``)."""
+
+    def start(self, session: LiveSession, deadline: float) -> None: ...
+
+    def done(self) -> None: ...
+
+    def watching(self) -> bool: ...
 
 
 class WorkerContext(Protocol):
     router: Router  # listen address -> servers -> locations
     registry: Registry  # this worker's push IDs
-    send_watch: SendWatch  # send_timeout of the sessions' flushers
+    send_watch: SendWatching
     error_log: ErrorLogger
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
 
     def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:
         """The push URLs' addresses of this worker for ``server``."""
 
-    def add_session(self, session: Session) -> None: ...
+    def add_session(self, session: LiveSession) -> None: ...
 
-    def remove_session(self, session: Session) -> None: ...
+    def remove_session(self, session: LiveSession) -> None: ...
 
     def log_access(self, exchange: Exchange, remote, local) -> None: ...

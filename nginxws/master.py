@@ -88,7 +88,7 @@ def run(config: Config, *, error_log: ErrorLogger, directives: str | None = None
     try:
         listening = open_listening(config, {})
     except BindError as err:
-        error_log.emerg(str(err))
+        error_log.log(err.level, err.text)
         return 1
     try:
         ready_fd = None
@@ -221,7 +221,7 @@ async def _serve_single(config: Config, listening: Listening, error_log: ErrorLo
             try:
                 await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
             except PushBindError as err:
-                error_log.emerg(str(err))
+                error_log.log(err.level, err.text)
                 report.close()
                 return 1
             report.ready()
@@ -365,17 +365,17 @@ class Master:
             config = conf.load(self.config.path, prefix=self.config.prefix, directives=self.directives)
             error_log = ErrorLogger(config.error_logs)
         except conf.ConfigError as err:
-            self.error_log.log(err.level, _without_level(str(err)))
+            self.error_log.log(err.level, err.text)
             return
         except LogOpenError as err:
             self.error_log.emerg(str(err))
             return
         for warning in config.warnings:
-            self.error_log.warn(_without_level(warning))
+            self.error_log.log(warning.level, warning.text)
         try:
             self.listening = open_listening(config, self.listening) | self.listening
         except BindError as err:
-            self.error_log.emerg(str(err))
+            self.error_log.log(err.level, err.text)
             error_log.close()
             return
         old = [worker for worker in self.workers.values() if not worker.stopping]
@@ -423,7 +423,7 @@ class Master:
         try:
             sockets = self._sockets_for(config, slot)
         except BindError as err:
-            self.error_log.emerg(str(err))
+            self.error_log.log(err.level, err.text)
             return None
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
@@ -534,7 +534,3 @@ class Master:
             await worker.process.wait()
             await worker.channel.aclose()
 
-
-def _without_level(line: str) -> str:
-    """``message`` of an ``[emerg] message`` line (the logger writes the level itself)."""
-    return line.partition("] ")[2] if line.startswith("[") else line

@@ -12,10 +12,11 @@ import socket
 import stat
 
 from nginxws.conf.model import Config, Listen
+from nginxws.errors import NginxwsError
 
 
-class BindError(Exception):
-    """A listen socket could not be opened; str() is nginx's [emerg] text."""
+class BindError(NginxwsError):
+    """A listen socket could not be opened (nginx's ``[emerg] bind() to ... failed``)."""
 
 
 def distinct_listens(config: Config) -> list[Listen]:

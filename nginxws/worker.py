@@ -33,6 +33,7 @@ import setproctitle
 import trio
 
 from nginxws.conf.model import Config, Server, websocket_locations
+from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.log import AccessLogger, ErrorLogger, Exchange
 from nginxws.netio import Listener, SocketStream
@@ -252,7 +253,7 @@ class Worker:
         return opened
 
 
-class PushBindError(Exception):
+class PushBindError(NginxwsError):
     """A push listener could not be bound: the worker cannot start."""
 
 

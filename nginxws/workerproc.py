@@ -99,7 +99,7 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
         try:
             push_addresses = await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
         except PushBindError as err:
-            worker.error_log.emerg(str(err))
+            worker.error_log.log(err.level, err.text)
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         _report_ready([a.netloc for addresses in push_addresses.values() for a in addresses])

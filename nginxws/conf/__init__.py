@@ -2,7 +2,8 @@
 
 Public API (used by the command line, the master and the worker)::
 
-    load(path, *, prefix=None, directives=None) -> Config   # raises ConfigError
+    load(path, *, prefix=None, directives=None, resolve=resolve_host) -> Config
+        # raises ConfigError; Config.warnings holds the [warn]s, routing's included
 
 ``compile_regex`` compiles a location or server_name regex exactly as the
 configuration checked it (routing must use it).

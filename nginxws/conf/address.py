@@ -5,6 +5,10 @@
 name must resolve when the configuration is loaded (nginx resolves it at the
 same moment and says ``host not found``); the name itself is kept, and the
 runtime binds to what it resolves to.
+
+Names are resolved by a ``Resolve`` function, ``resolve_host`` unless the
+caller of ``nginxws.conf.load`` gives another (tests give a fixed table);
+one load asks it once per name.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nginxws.conf.values import parse_int
@@ -33,14 +38,22 @@ class Address:
     text: str
 
 
-def host_resolves(name: str) -> bool:
-    """Whether ``name`` resolves to at least one address (nginx's check at load time)."""
+Resolve = Callable[[str], tuple[str, ...]]
+"""A host name -> its addresses (empty when it does not resolve)."""
+
+
+def resolve_host(name: str) -> tuple[str, ...]:
+    """Every address of ``name`` from the system resolver; () when there is none.
+
+    A name that is not a host name is not looked up.
+    """
     if not _HOST_NAME.match(name):
-        return False
+        return ()
     try:
-        return bool(socket.getaddrinfo(name, None, type=socket.SOCK_STREAM))
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        return False
+        return ()
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _port(text: str, *, allow_zero: bool) -> int:
@@ -56,11 +69,12 @@ def parse_address(
     default_port: int | None = 80,
     allow_zero_port: bool = False,
     wildcard: str | None = "0.0.0.0",
+    resolve: Resolve = resolve_host,
 ) -> Address:
     """Parse ``text``; a missing port is ``default_port`` (``None``: keep it missing).
 
-    A bare port (``80``) gets the host ``wildcard``.  Raises AddressError
-    with nginx's reason.
+    A bare port (``80``) gets the host ``wildcard``; a host name must
+    ``resolve``.  Raises AddressError with nginx's reason.
     """
     if text[:5].lower() == "unix:":
         path = text[5:]
@@ -101,6 +115,6 @@ def parse_address(
         try:
             host = str(ipaddress.IPv4Address(host))
         except ValueError:
-            if not host_resolves(host):
+            if not _HOST_NAME.match(host) or not resolve(host):
                 raise AddressError("host not found") from None
     return Address(host, port, None, f"{host}:{port}" if port is not None else host)

@@ -6,6 +6,11 @@ each ``include`` read in place when it is met; then the drafts are merged
 down (http -> server -> location) and frozen.  The first problem met stops
 the load with a ConfigError that names its file and line.
 
+The builder owns the walk: it checks each statement against the directive
+table, reads includes, descends into blocks (bounding the depth), and warns
+for ignored and refuses refused directives itself.  Handlers
+(``nginxws.conf.handlers``) only turn one statement into draft values.
+
 Path rules (nginx's ``ngx_conf_full_name``): the main file and ``pid``,
 ``error_log`` and ``access_log`` paths are relative to the prefix (``-p``);
 ``include`` paths are relative to the main file's directory.  The model
@@ -15,18 +20,20 @@ holds absolute paths; ``stderr`` stays ``stderr``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 
-from nginxws.conf.directives import REFUSED, lookup
+from nginxws.conf.address import Resolve, resolve_host
+from nginxws.conf.directives import IGNORED, INCLUDE, REFUSED, lookup
 from nginxws.conf.drafts import (
     AddressDraft,
     HttpDraft,
     LevelDraft,
     LocationDraft,
-    MainDraft,
 )
 from nginxws.conf.errors import ConfigError
+from nginxws.conf.handlers import Context
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
     AccessLog,
@@ -40,6 +47,7 @@ from nginxws.conf.model import (
     SourceFile,
     websocket_locations,
 )
+from nginxws.conf.names import conflicting_server_names
 from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
 
 DEFAULT_PID = "logs/nginxws.pid"
@@ -52,23 +60,14 @@ _GLOB_CHARS = frozenset("*?[")
 class Build:
     """The state of one load: where paths are relative to, what was read, the drafts."""
 
-    def __init__(self, prefix: str, conf_prefix: str) -> None:
+    def __init__(self, prefix: str, conf_prefix: str, resolve: Resolve) -> None:
         self.prefix = prefix
         self.conf_prefix = conf_prefix
-        self.main = MainDraft()
+        self.ctx = Context(prefix, functools.cache(resolve))
         self.files: dict[str, str] = {}
-        self.warnings: list[str] = []
         self._reading: list[str] = []  # real paths of the files being read, outermost first
         self._context = "main"
         self._depth = 0
-
-    def path(self, name: str) -> str:
-        """``name`` made absolute against the prefix (nginx's ngx_conf_full_name)."""
-        return name if name.startswith("/") else self.prefix + name
-
-    def warn(self, st: Statement, message: str) -> None:
-        """Record a ``[warn]`` line placed at ``st``."""
-        self.warnings.append(str(ConfigError(message, st.file, st.line, level="warn")))
 
     def read(self, path: str, at: Statement | None) -> tuple[tuple[Statement, ...], ConfigError | None]:
         """Read and parse one file; ``at`` is the include that names it (None: the main file).
@@ -125,7 +124,7 @@ class Build:
         if directive is None:
             raise st.error(f'unknown directive "{st.name}"')
         if directive.kind == REFUSED:
-            directive.handler(self, st, draft)
+            raise st.error(f'"{st.name}" directive is not supported by nginxws')
         if context not in directive.contexts:
             raise st.error(f'"{st.name}" directive is not allowed here')
         if st.block is not None and not directive.block:
@@ -134,13 +133,20 @@ class Build:
             raise st.error(f'directive "{st.name}" has no opening "{{"')
         if not directive.takes(len(st.args)):
             raise st.error(f'invalid number of arguments in "{st.name}" directive')
-        directive.handler(self, st, draft)
+        if directive.kind == IGNORED:
+            self.ctx.warn(st, f'"{st.name}" directive is ignored')
+        elif directive.name == INCLUDE:
+            self.include(st, draft)
+        elif directive.block:
+            self.walk(st.block or (), directive.name, directive.handler(self.ctx, st, draft))
+        else:
+            directive.handler(self.ctx, st, draft)
 
     # -- freezing -------------------------------------------------------------
 
     def finish(self, path: str) -> Config:
         """Merge and freeze the drafts into the model."""
-        main = self.main
+        main = self.ctx.main
         if main.events is None:
             raise ConfigError('no "events" section in configuration')
         error_logs = tuple(main.error_logs) or (ErrorLog(self.prefix + DEFAULT_ERROR_LOG),)
@@ -160,7 +166,7 @@ class Build:
             ),
             http=self._http(main.http, error_logs) if main.http else None,
             files=tuple(SourceFile(p, t) for p, t in self.files.items()),
-            warnings=tuple(self.warnings),
+            warnings=tuple(self.ctx.warnings),
         )
 
     def _http(self, draft: HttpDraft, error_logs: tuple[ErrorLog, ...]) -> Http:
@@ -183,7 +189,9 @@ class Build:
         for server in servers:
             self._check_push_settings(server)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
-        return Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+        http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+        self.ctx.warnings += conflicting_server_names(http, self.ctx.resolve)
+        return http
 
     def _check_push_settings(self, server: Server) -> None:
         """Warn where a location's push_listen/push_host cannot apply.
@@ -195,13 +203,13 @@ class Build:
         for location in others:
             ws, decided = location.websocket, first.websocket
             if (ws.push_listen, ws.push_host) != (decided.push_listen, decided.push_host):
-                self.warnings.append(str(ConfigError(
+                self.ctx.warnings.append(ConfigError(
                     f'"push_listen" and "push_host" of location "{location.pattern}" are ignored: '
                     f'the server\'s first websocket location "{first.pattern}" sets them',
                     location.where.file if location.where else None,
                     location.where.line if location.where else None,
                     level="warn",
-                )))
+                ))
 
 
 def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
@@ -239,22 +247,31 @@ def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen
     )
 
 
-def load(path: str, *, prefix: str | None = None, directives: str | None = None) -> Config:
+def load(
+    path: str,
+    *,
+    prefix: str | None = None,
+    directives: str | None = None,
+    resolve: Resolve = resolve_host,
+) -> Config:
     """Load the configuration file ``path`` as ``nginx -p prefix -c path -g directives`` would.
 
     ``prefix`` defaults to the current directory; a relative ``path`` is
-    relative to it.  Raises ConfigError for anything wrong, never another
-    exception for anything the files or ``directives`` contain.
+    relative to it.  ``resolve`` turns ``listen`` and ``push_listen`` host
+    names into addresses (the system resolver; each name is asked once).
+    Raises ConfigError for anything wrong, never another exception for
+    anything the files or ``directives`` contain; ``Config.warnings`` holds
+    nginx's warnings, the routing ones (conflicting server names) included.
     """
     root = os.path.abspath(prefix if prefix is not None else os.getcwd())
     root = root if root.endswith("/") else root + "/"
     conf_path = path if path.startswith("/") else root + path
-    build = Build(root, os.path.dirname(conf_path) + "/")
+    build = Build(root, os.path.dirname(conf_path) + "/", resolve)
     if directives:
         statements, syntax_error = parse(directives, COMMAND_LINE)
-        build.walk(statements, "main", build.main)
+        build.walk(statements, "main", build.ctx.main)
         if syntax_error:
             raise syntax_error
-    build.run_file(conf_path, None, "main", build.main)
+    build.run_file(conf_path, None, "main", build.ctx.main)
     return build.finish(conf_path)
 

@@ -5,14 +5,17 @@ contexts it may appear in, its number of arguments, whether it is a block,
 and the handler that gives it meaning, plus the documentation lines
 (Syntax / Default / Context / what it does) from which the reference part of
 ``docs/configuration.md`` is generated (``python -m nginxws.conf.reference``).
+The table is data: the builder (``nginxws.conf.builder``) reads it and acts.
 
 Three kinds of entries:
 
-* supported: the handler records the value in the model;
+* supported: the handler records the value in the draft (``include`` has
+  none: the builder reads the files itself);
 * ignored: the directive is accepted so that a stock nginx.conf loads, and
   every occurrence gives ``[warn] "x" directive is ignored``;
 * refused: the directive would change what nginx does in a way nginxws
-  cannot honour (proxying, TLS, access control...), so it is an ``[emerg]``.
+  cannot honour (proxying, TLS, access control...), so it is an ``[emerg]``
+  wherever it appears.
 
 An entry whose name ends in ``*`` covers a family (``gzip_*``).
 """
@@ -40,6 +43,7 @@ TWO_MORE = (2, None)
 ANY = (0, None)
 
 SUPPORTED, IGNORED, REFUSED = "supported", "ignored", "refused"
+INCLUDE = "include"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ class Directive:
     name: str
     contexts: frozenset[str]
     args: tuple[int, int | None]
-    handler: Handler
+    handler: Handler | None  # None: the builder's own (include, ignored, refused)
     block: bool = False
     kind: str = SUPPORTED
     syntax: str = ""
@@ -68,7 +72,8 @@ class Directive:
 
 
 def _d(
-    name: str, contexts: frozenset[str] | set[str], args: tuple[int, int | None], handler: Handler, **kw: object
+    name: str, contexts: frozenset[str] | set[str], args: tuple[int, int | None], handler: Handler | None,
+    **kw: object
 ) -> Directive:
     return Directive(name, frozenset(contexts), args, handler, **kw)  # type: ignore[arg-type]
 
@@ -108,7 +113,7 @@ SUPPORTED_DIRECTIVES = (
     _d("http", {MAIN}, NOARGS, h.http, block=True,
        syntax="http { ... }",
        doc="The HTTP server settings."),
-    _d("include", ANY_CONTEXT, TAKE1, h.include,
+    _d(INCLUDE, ANY_CONTEXT, TAKE1, None,
        syntax="include file | mask;",
        doc="Reads another file, or every file matching a glob mask (in sorted order), in place. "
            "A relative path is relative to the directory of the main configuration file. A mask "
@@ -204,7 +209,7 @@ SUPPORTED_DIRECTIVES = (
 )
 
 IGNORED_DIRECTIVES = tuple(
-    _d(name, contexts, ANY, h.ignored, block=block, kind=IGNORED)
+    _d(name, contexts, ANY, None, block=block, kind=IGNORED)
     for names, contexts, block in (
         ("user worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
          "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
@@ -230,7 +235,7 @@ IGNORED_DIRECTIVES = tuple(
 )
 
 REFUSED_DIRECTIVES = tuple(
-    _d(name, ANY_CONTEXT, ANY, h.refused, kind=REFUSED)
+    _d(name, ANY_CONTEXT, ANY, None, kind=REFUSED)
     for name in (
         "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
         "if set rewrite break limit_except allow deny auth_basic auth_basic_user_file auth_request "

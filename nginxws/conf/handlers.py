@@ -1,10 +1,17 @@
 """What each directive does with its arguments (the ``set`` of nginx's ngx_command_t).
 
-A handler has the signature ``handler(build, statement, draft)``: it checks
+A simple directive's handler is ``handler(ctx, statement, draft)``: it checks
 the arguments, raises ``statement.error(...)`` with nginx's wording when they
-are wrong, and records the value in the draft of the block it appears in.
-The directive table (``nginxws.conf.directives``) has already checked the
-context, the block/simple form and the number of arguments.
+are wrong, and records the value in ``draft``, the draft of the block it
+appears in.  A block directive's handler is called the same way and returns
+the draft of the block it opens; the builder then reads the block into it.
+The builder has already checked the context, the block/simple form and the
+number of arguments, and it does ``include``, ignored and refused
+directives itself: no handler reads files or walks statements.
+
+``ctx`` (:class:`Context`) is all a handler may ask of the load beyond its
+own draft: paths made absolute, host names resolved, warnings, and the
+http block's shared tables (log formats, listen addresses).
 """
 
 from __future__ import annotations
@@ -12,16 +19,19 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from nginxws.conf.address import AddressError, parse_address
+from nginxws.conf.address import AddressError, Resolve, parse_address, resolve_host
 from nginxws.conf.drafts import (
     AddressDraft,
     EventsDraft,
     HttpDraft,
     LocationDraft,
+    MainDraft,
     ServerDraft,
 )
+from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
@@ -33,10 +43,32 @@ from nginxws.conf.values import (
 )
 from nginxws.conf.websocket import WebSocketArgError, parse_websocket
 
-if TYPE_CHECKING:
-    from nginxws.conf.builder import Build
 
-Handler = Callable[["Build", Statement, Any], None]
+@dataclass
+class Context:
+    """What a handler may use of the load besides its block's draft."""
+
+    prefix: str  # absolute, ending in "/"
+    resolve: Resolve = resolve_host  # host names -> addresses, asked once per name
+    main: MainDraft = field(default_factory=MainDraft)
+    warnings: list[ConfigError] = field(default_factory=list)
+
+    @property
+    def http(self) -> HttpDraft:
+        """The http block's draft (a handler of an http-level directive runs inside it)."""
+        assert self.main.http is not None
+        return self.main.http
+
+    def path(self, name: str) -> str:
+        """``name`` made absolute against the prefix (nginx's ngx_conf_full_name)."""
+        return name if name.startswith("/") else self.prefix + name
+
+    def warn(self, st: Statement, message: str) -> None:
+        """Record a ``[warn]`` placed at ``st``."""
+        self.warnings.append(ConfigError(message, st.file, st.line, level="warn"))
+
+
+Handler = Callable[[Context, Statement, Any], Any]
 
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 COMBINED = AccessLog(path="").format
@@ -63,7 +95,7 @@ def slot(parse: Callable[[str], object | None], invalid: str) -> Handler:
     nginx's ``"x" directive is duplicate``.
     """
 
-    def handler(build: Build, st: Statement, draft: Any) -> None:
+    def handler(ctx: Context, st: Statement, draft: Any) -> None:
         if st.name in draft.values:
             raise st.error(f'"{st.name}" directive is duplicate')
         value = parse(st.args[0])
@@ -98,19 +130,19 @@ worker_processes = slot(_worker_processes, '"{name}" directive invalid value')
 worker_connections = slot(parse_int, 'invalid number "{value}"')
 
 
-def pid(build: Build, st: Statement, draft: Any) -> None:
+def pid(ctx: Context, st: Statement, draft: Any) -> None:
     if st.name in draft.values:
         raise st.error(f'"{st.name}" directive is duplicate')
-    draft.values[st.name] = build.path(st.args[0])
+    draft.values[st.name] = ctx.path(st.args[0])
 
 
-def keepalive_timeout(build: Build, st: Statement, draft: Any) -> None:
+def keepalive_timeout(ctx: Context, st: Statement, draft: Any) -> None:
     if len(st.args) == 2 and parse_msec(st.args[1]) is None:
         raise st.error(f'"{st.name}" directive invalid value')
-    seconds(build, st, draft)
+    seconds(ctx, st, draft)
 
 
-def large_client_header_buffers(build: Build, st: Statement, draft: Any) -> None:
+def large_client_header_buffers(ctx: Context, st: Statement, draft: Any) -> None:
     if st.name in draft.values:
         raise st.error(f'"{st.name}" directive is duplicate')
     count, length = parse_int(st.args[0]), parse_size(st.args[1])
@@ -122,7 +154,7 @@ def large_client_header_buffers(build: Build, st: Statement, draft: Any) -> None
 # -- logs ---------------------------------------------------------------------
 
 
-def error_log(build: Build, st: Statement, draft: Any) -> None:
+def error_log(ctx: Context, st: Statement, draft: Any) -> None:
     target = st.args[0]
     if target.startswith(("syslog:", "memory:")):
         raise st.error(f'the "{target}" target of the "error_log" directive is not supported by nginxws')
@@ -133,11 +165,11 @@ def error_log(build: Build, st: Statement, draft: Any) -> None:
         if i:
             raise st.error(f'duplicate log level "{name}"')
         level = name
-    path = target if target == "stderr" else build.path(target)
+    path = target if target == "stderr" else ctx.path(target)
     draft.error_logs.append(ErrorLog(path, level))
 
 
-def access_log(build: Build, st: Statement, draft: Any) -> None:
+def access_log(ctx: Context, st: Statement, draft: Any) -> None:
     target = st.args[0]
     if target == "off":
         if len(st.args) > 1:
@@ -147,19 +179,19 @@ def access_log(build: Build, st: Statement, draft: Any) -> None:
     if target.startswith("syslog:"):
         raise st.error(f'the "{target}" target of the "access_log" directive is not supported by nginxws')
     name = st.args[1] if len(st.args) > 1 else "combined"
-    formats = build.main.http.log_formats
+    formats = ctx.http.log_formats
     if name not in formats:
         raise st.error(f'unknown log format "{name}"')
     for param in st.args[2:]:
         if param.split("=", 1)[0] in ACCESS_LOG_UNSUPPORTED:
             raise st.error(f'the "{param}" parameter of the "access_log" directive is not supported by nginxws')
         raise st.error(f'invalid parameter "{param}"')
-    path = target if target == "stderr" else build.path(target)
+    path = target if target == "stderr" else ctx.path(target)
     text, escape = formats[name]
     draft.access_logs.append(AccessLog(path, name, text, escape))
 
 
-def log_format(build: Build, st: Statement, draft: HttpDraft) -> None:
+def log_format(ctx: Context, st: Statement, draft: HttpDraft) -> None:
     name, parts = st.args[0], list(st.args[1:])
     if name in draft.log_formats:
         raise st.error(f'duplicate "log_format" name "{name}"')
@@ -174,37 +206,33 @@ def log_format(build: Build, st: Statement, draft: HttpDraft) -> None:
 # -- blocks -------------------------------------------------------------------
 
 
-def events(build: Build, st: Statement, draft: Any) -> None:
-    if build.main.events is not None:
+def events(ctx: Context, st: Statement, main: MainDraft) -> EventsDraft:
+    if main.events is not None:
         raise st.error('"events" directive is duplicate')
-    build.main.events = EventsDraft()
-    build.walk(st.block or (), "events", build.main.events)
+    main.events = EventsDraft()
+    return main.events
 
 
-def http(build: Build, st: Statement, draft: Any) -> None:
-    if build.main.http is not None:
+def http(ctx: Context, st: Statement, main: MainDraft) -> HttpDraft:
+    if main.http is not None:
         raise st.error('"http" directive is duplicate')
-    build.main.http = HttpDraft(log_formats={"combined": (COMBINED, "default")})
-    build.walk(st.block or (), "http", build.main.http)
+    main.http = HttpDraft(log_formats={"combined": (COMBINED, "default")})
+    return main.http
 
 
-def server(build: Build, st: Statement, draft: HttpDraft) -> None:
+def server(ctx: Context, st: Statement, draft: HttpDraft) -> ServerDraft:
     srv = ServerDraft(where=_where(st))
     draft.servers.append(srv)
-    build.walk(st.block or (), "server", srv)
-
-
-def include(build: Build, st: Statement, draft: Any) -> None:
-    build.include(st, draft)
+    return srv
 
 
 # -- server -------------------------------------------------------------------
 
 
-def listen(build: Build, st: Statement, draft: ServerDraft) -> None:
+def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
     text = st.args[0]
     try:
-        address = parse_address(text)
+        address = parse_address(text, resolve=ctx.resolve)
     except AddressError as err:
         raise st.error(f'{err} in "{text}" of the "listen" directive') from None
     options: dict[str, Any] = {}
@@ -230,7 +258,7 @@ def listen(build: Build, st: Statement, draft: ServerDraft) -> None:
             raise st.error(f'invalid parameter "{param}"')
     item = Listen(address.host, address.port, address.unix, default_server, where=_where(st), **options)
 
-    addresses = build.main.http.addresses
+    addresses = ctx.http.addresses
     entry = addresses.setdefault(item.key, AddressDraft(address.text))
     if draft in entry.servers:
         raise st.error(f"a duplicate listen {entry.text}")
@@ -246,7 +274,7 @@ def listen(build: Build, st: Statement, draft: ServerDraft) -> None:
     draft.listens.append(item)
 
 
-def server_name(build: Build, st: Statement, draft: ServerDraft) -> None:
+def server_name(ctx: Context, st: Statement, draft: ServerDraft) -> None:
     for name in st.args:
         if name.startswith("~"):
             if len(name) == 1:
@@ -259,7 +287,7 @@ def server_name(build: Build, st: Statement, draft: ServerDraft) -> None:
         if (name.startswith("*") and (len(name) < 3 or name[1] != ".")) or name == ".":
             raise st.error(f'server name "{name}" is invalid')
         if "/" in name:
-            build.warn(st, f'server name "{name}" has suspicious symbols')
+            ctx.warn(st, f'server name "{name}" has suspicious symbols')
         if name == "$hostname":
             name = socket.gethostname()
         draft.server_names.append(name.lower())
@@ -288,7 +316,7 @@ def _split_location(st: Statement) -> tuple[str, str]:
     return "", name
 
 
-def location(build: Build, st: Statement, parent: ServerDraft | LocationDraft) -> None:
+def location(ctx: Context, st: Statement, parent: ServerDraft | LocationDraft) -> LocationDraft:
     modifier, pattern = _split_location(st)
     loc = LocationDraft(modifier=modifier, pattern=pattern, where=_where(st))
     if modifier in ("~", "~*"):
@@ -310,10 +338,10 @@ def location(build: Build, st: Statement, parent: ServerDraft | LocationDraft) -
             if sibling.pattern == pattern and {"=": "=", "@": "@"}.get(sibling.modifier, "") == kind:
                 raise st.error(f'duplicate location "{loc.name}"')
     parent.locations.append(loc)
-    build.walk(st.block or (), "location", loc)
+    return loc
 
 
-def return_(build: Build, st: Statement, draft: ServerDraft | LocationDraft) -> None:
+def return_(ctx: Context, st: Statement, draft: ServerDraft | LocationDraft) -> None:
     first = st.args[0]
     code = parse_int(first)
     if code is None:
@@ -330,28 +358,18 @@ def return_(build: Build, st: Statement, draft: ServerDraft | LocationDraft) -> 
         draft.return_ = ret
 
 
-def websocket(build: Build, st: Statement, draft: LocationDraft) -> None:
+def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
     if draft.websocket is not None:
         raise st.error('"websocket" directive is duplicate')
     try:
-        ws = parse_websocket(st.args)
+        ws = parse_websocket(st.args, ctx.resolve)
     except WebSocketArgError as err:
         raise st.error(str(err)) from None
     if ws.idleintvl <= ws.pingintvl:
-        build.warn(
+        ctx.warn(
             st,
             f'"websocket" idleintvl ({ws.idleintvl:g}s) is not greater than '
             f"pingintvl ({ws.pingintvl:g}s): no ping will be sent",
         )
     draft.websocket = ws
 
-
-# -- directives nginxws reads but does not act on, or refuses -------------------
-
-
-def ignored(build: Build, st: Statement, draft: Any) -> None:
-    build.warn(st, f'"{st.name}" directive is ignored')
-
-
-def refused(build: Build, st: Statement, draft: Any) -> None:
-    raise st.error(f'"{st.name}" directive is not supported by nginxws')

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nginxws.conf.errors import ConfigError
+
 # nginx's own defaults, named so the docs and the builder share them.
 DEFAULT_PINGINTVL = 300.0  # seconds (the original's 300000 ms)
 DEFAULT_IDLEINTVL = 360.0  # seconds (the original's 360000 ms)
@@ -211,4 +213,4 @@ class Config:
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
     http: Http | None = None
     files: tuple[SourceFile, ...] = ()
-    warnings: tuple[str, ...] = ()  # "[warn] ..." lines, already formatted
+    warnings: tuple[ConfigError, ...] = ()  # the [warn]s met while loading, each with its place

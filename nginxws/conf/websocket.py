@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nginxws.conf.address import AddressError, parse_address
+from nginxws.conf.address import AddressError, Resolve, parse_address, resolve_host
 from nginxws.conf.model import PushListen, WebSocket
 from nginxws.conf.values import parse_flag, parse_int, parse_msec, parse_size
 
@@ -41,9 +41,9 @@ def _size(text: str) -> int | None:
     return size if size else None
 
 
-def _push_listen(text: str) -> PushListen | None:
+def _push_listen(text: str, resolve: Resolve = resolve_host) -> PushListen | None:
     try:
-        address = parse_address(text, default_port=0, allow_zero_port=True, wildcard=None)
+        address = parse_address(text, default_port=0, allow_zero_port=True, wildcard=None, resolve=resolve)
     except AddressError:
         return None
     if address.unix is not None:
@@ -82,8 +82,10 @@ KEYS: dict[str, Callable[[str], object | None]] = {
 }
 
 
-def parse_websocket(args: tuple[str, ...]) -> WebSocket:
+def parse_websocket(args: tuple[str, ...], resolve: Resolve = resolve_host) -> WebSocket:
     """Build the WebSocket settings from the directive's arguments.
+
+    ``resolve`` checks a ``push_listen`` host name.
 
     Raises WebSocketArgError(``invalid parameter "x"`` / ``invalid value "x"``
     / ``duplicate parameter "x"``).
@@ -101,7 +103,7 @@ def parse_websocket(args: tuple[str, ...]) -> WebSocket:
             raise WebSocketArgError(f'invalid parameter "{arg}"')
         if key in values:
             raise WebSocketArgError(f'duplicate parameter "{arg}"')
-        value = KEYS[key](text)
+        value = _push_listen(text, resolve) if key == "push_listen" else KEYS[key](text)
         if value is None:
             raise WebSocketArgError(f'invalid value "{arg}"')
         values[key] = value

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nginxws.conf import Config, ConfigError, load
-from nginxws.conf import address
 
 VALID = sorted((Path(__file__).resolve().parents[1] / "conf_corpus" / "valid").glob("*.conf"))
 SEEDS = [p.read_text() for p in VALID]
@@ -20,9 +19,8 @@ SPECIAL = st.sampled_from(list(';{}#"\'\\$ \t\n') + ["${", "~*", "=", "^~", "@",
 PIECES = st.one_of(SPECIAL, st.text(max_size=8))
 
 
-@pytest.fixture(autouse=True)
-def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(address, "host_resolves", lambda name: name == "localhost")
+def no_dns(name: str) -> tuple[str, ...]:
+    return ("127.0.0.1",) if name == "localhost" else ()
 
 
 def load_text(text: str, directives: str | None = None) -> Config | ConfigError:
@@ -30,7 +28,7 @@ def load_text(text: str, directives: str | None = None) -> Config | ConfigError:
         path = Path(d) / "nginx.conf"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
-            return load(str(path), prefix=d, directives=directives)
+            return load(str(path), prefix=d, directives=directives, resolve=no_dns)
         except ConfigError as err:
             assert str(err).startswith("[emerg] ")
             return err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nginxws.conf import ConfigError, load
-from nginxws.conf.model import ErrorLog
+from nginxws.conf.model import Config, ErrorLog
 
 EVENTS = "events {}\n"
 
@@ -17,6 +17,11 @@ def write(directory: Path, files: dict[str, str]) -> None:
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def warning_lines(cfg: Config) -> tuple[str, ...]:
+    """The warnings as the command line prints them (after ``nginxws: ``)."""
+    return tuple(str(w) for w in cfg.warnings)
 
 
 def test_relative_config_path_is_relative_to_prefix(tmp_path: Path) -> None:
@@ -129,7 +134,7 @@ def test_g_errors_are_reported_in_command_line(tmp_path: Path, directives: str, 
 def test_g_warnings_are_placed_in_command_line(tmp_path: Path) -> None:
     write(tmp_path, {"nginx.conf": EVENTS})
     cfg = load(str(tmp_path / "nginx.conf"), directives="user nobody;")
-    assert cfg.warnings == ('[warn] "user" directive is ignored in command line',)
+    assert warning_lines(cfg) == ('[warn] "user" directive is ignored in command line',)
 
 
 def test_directive_error_before_a_syntax_error_is_reported_first(tmp_path: Path) -> None:
@@ -144,7 +149,7 @@ def test_every_ignored_directive_occurrence_warns_with_its_place(tmp_path: Path)
     write(tmp_path, {"nginx.conf": EVENTS + "http {\n  sendfile on;\n  server { sendfile off; gzip_vary on; }\n}\n"})
     cfg = load(str(tmp_path / "nginx.conf"))
     f = tmp_path / "nginx.conf"
-    assert cfg.warnings == (
+    assert warning_lines(cfg) == (
         f'[warn] "sendfile" directive is ignored in {f}:3',
         f'[warn] "sendfile" directive is ignored in {f}:4',
         f'[warn] "gzip_vary" directive is ignored in {f}:4',
@@ -154,7 +159,7 @@ def test_every_ignored_directive_occurrence_warns_with_its_place(tmp_path: Path)
 def test_idleintvl_not_above_pingintvl_warns(tmp_path: Path) -> None:
     write(tmp_path, {"nginx.conf": EVENTS + "http { server { location / { websocket 30s 10s; } } }\n"})
     cfg = load(str(tmp_path / "nginx.conf"))
-    assert cfg.warnings == (
+    assert warning_lines(cfg) == (
         '[warn] "websocket" idleintvl (10s) is not greater than pingintvl (30s): '
         f"no ping will be sent in {tmp_path}/nginx.conf:2",
     )
@@ -178,7 +183,42 @@ def test_push_settings_of_a_later_websocket_location_warn(tmp_path: Path) -> Non
         "} }\n"
     )})
     cfg = load(str(tmp_path / "nginx.conf"))
-    assert cfg.warnings == (
+    assert warning_lines(cfg) == (
         '[warn] "push_listen" and "push_host" of location "/b" are ignored: '
         f'the server\'s first websocket location "/a" sets them in {tmp_path}/nginx.conf:4',
     )
+
+
+def test_conflicting_server_names_warn_after_the_other_warnings(tmp_path: Path) -> None:
+    # nginx's ngx_http_server_names: a later server on the same address loses the name.
+    write(tmp_path, {"nginx.conf": EVENTS + (
+        "http {\n"
+        "  sendfile on;\n"
+        "  server { listen 127.0.0.1:8080; server_name a.example .b.example; }\n"
+        "  server { listen localhost:8080; server_name A.example b.example; }\n"
+        "  server { listen 127.0.0.1:8081; server_name a.example; }\n"
+        "}\n"
+    )})
+    cfg = load(str(tmp_path / "nginx.conf"), resolve=lambda name: ("127.0.0.1",) if name == "localhost" else ())
+    assert warning_lines(cfg) == (
+        f'[warn] "sendfile" directive is ignored in {tmp_path}/nginx.conf:3',
+        '[warn] conflicting server name "a.example" on 127.0.0.1:8080, ignored',
+        '[warn] conflicting server name "b.example" on 127.0.0.1:8080, ignored',
+    )
+
+
+def test_a_host_name_is_resolved_once_per_load(tmp_path: Path) -> None:
+    asked = []
+
+    def resolve(name: str) -> tuple[str, ...]:
+        asked.append(name)
+        return ("127.0.0.1",)
+
+    write(tmp_path, {"nginx.conf": EVENTS + (
+        "http {\n"
+        "  server { listen ws.test:8080; location / { websocket push_listen=ws.test:9000; } }\n"
+        "  server { listen ws.test:8081; }\n"
+        "}\n"
+    )})
+    load(str(tmp_path / "nginx.conf"), resolve=resolve)
+    assert asked == ["ws.test"]

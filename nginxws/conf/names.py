@@ -1,0 +1,80 @@
+"""Server names that two servers claim on one listen address (nginx's ``conflicting server name``).
+
+nginx checks this while it reads the configuration
+(``ngx_http_server_names``): on each address, the first server to claim a
+name keeps it, and every later claim is ignored with a ``[warn]``.  The
+rules of a claim are routing's (``nginxws.routing.ServerGroup``, which
+applies them at run time): an exact name, ``*.example.org``, ``mail.*``,
+and ``.example.org`` (the name itself and its subdomains) claim separately;
+regular expressions never conflict.  A ``listen`` host name counts as every
+address it resolves to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from nginxws.conf.address import Resolve
+from nginxws.conf.errors import ConfigError
+from nginxws.conf.model import Http, Listen, Server
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def conflicting_server_names(http: Http, resolve: Resolve) -> list[ConfigError]:
+    """nginx's warnings for the names a later server on the same address cannot have."""
+    groups: dict[str, dict[int, Server]] = {}  # address as nginx prints it -> servers in file order
+    for server in http.servers:
+        for listen in server.listens:
+            for address in _addresses(listen, resolve):
+                groups.setdefault(address, {}).setdefault(id(server), server)
+    warnings = []
+    for address, servers in groups.items():
+        exact: set[str] = set()
+        head: set[str] = set()
+        tail: set[str] = set()
+        for server in servers.values():
+            for name in server.server_names or ("",):
+                if not _claim(name, exact, head, tail):
+                    warnings.append(
+                        ConfigError(f'conflicting server name "{name}" on {address}, ignored', level="warn")
+                    )
+    return warnings
+
+
+def _claim(name: str, exact: set[str], head: set[str], tail: set[str]) -> bool:
+    """Record one name; False when an earlier server holds it."""
+    if name.startswith("~"):
+        return True
+    name = name.translate(_ASCII_LOWER)
+    if name.startswith("*."):
+        return _add(head, name[1:])
+    if name.startswith(".") and len(name) > 1:
+        if name[1:] in exact or name in head:
+            return False
+        exact.add(name[1:])
+        head.add(name)
+        return True
+    if name.endswith(".*"):
+        return _add(tail, name[:-1])
+    return _add(exact, name)
+
+
+def _add(names: set[str], name: str) -> bool:
+    if name in names:
+        return False
+    names.add(name)
+    return True
+
+
+def _addresses(listen: Listen, resolve: Resolve) -> list[str]:
+    """The addresses one ``listen`` stands for, as nginx prints them (``[::1]:80``, ``unix:/p``)."""
+    if listen.unix:
+        return [f"unix:{listen.unix}"]
+    host = (listen.host or "0.0.0.0").strip("[]")
+    port = listen.port or 80
+    try:
+        ips = [ipaddress.ip_address(host)]
+    except ValueError:
+        ips = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(host)]
+    return [f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}" for ip in ips]
