@@ -29,13 +29,11 @@ FLOORS_STACK = ("trio", "trio_websocket", "h11", "wsproto")
 
 
 def systems_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench/run.py [systems]",
-        description="nginxws beside the websockets peer and nginx + nchan: handshakes, pushes, "
-        "push latency and idle memory, server CPU per operation.",
-    )
-    shared.add_size_options(
-        parser, quick="smaller counts, one round",
+    parser = shared.measuring_parser(
+        "bench/run.py [systems]",
+        "nginxws beside the websockets peer and nginx + nchan: handshakes, pushes, push latency "
+        "and idle memory, server CPU per operation.",
+        quick="smaller counts, one round",
         smoke="tiny counts against the websockets peer; fails on any loss (a test, not a figure)",
     )
     parser.add_argument(
@@ -68,13 +66,11 @@ def systems_parser() -> argparse.ArgumentParser:
 
 
 def floors_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bench/run.py floors",
-        description="What the fixed stack costs alone: trio, trio-websocket, h11, wsproto, "
-        "with asyncio beside them; server CPU per operation.",
-    )
-    shared.add_size_options(
-        parser, quick="smaller counts, one round, < 60 s", smoke="tiny counts (a test, not a figure)"
+    parser = shared.measuring_parser(
+        "bench/run.py floors",
+        "What the fixed stack costs alone: trio, trio-websocket, h11, wsproto, with asyncio "
+        "beside them; server CPU per operation.",
+        quick="smaller counts, one round, < 60 s", smoke="tiny counts (a test, not a figure)",
     )
     parser.add_argument("--uvloop-python", type=Path, help="an interpreter that has uvloop")
     return parser

@@ -71,15 +71,18 @@ def _importable(module: str) -> bool:
     return True
 
 
-def add_size_options(parser: argparse.ArgumentParser, quick: str, smoke: str) -> None:
-    """--quick, --smoke, --rounds, --time-limit and --markdown, which every measuring
-    subcommand takes; their defaults come from its counts (see `chosen_counts`)."""
+def measuring_parser(prog: str, description: str, quick: str, smoke: str) -> argparse.ArgumentParser:
+    """A subcommand's parser with the options every measuring subcommand takes: --quick, --smoke,
+    --rounds, --time-limit (their defaults come from its counts, see `chosen_counts`) and
+    --markdown."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help=quick)
     size.add_argument("--smoke", action="store_true", help=smoke)
     parser.add_argument("--rounds", type=int, help="rounds, interleaved (default 3, --quick 1)")
     parser.add_argument("--time-limit", type=float, help="hard limit for the whole run, seconds")
     parser.add_argument("--markdown", type=Path, help="write the table into this Markdown file")
+    return parser
 
 
 Counts = TypeVar("Counts")
