@@ -1,21 +1,22 @@
 """What the fixed stack itself costs: trio, h11, trio-websocket/wsproto, measured in isolation.
 
-    python bench/floors.py [--quick | --smoke] [--rounds N] [--time-limit S] [--markdown FILE]
-                           [--uvloop-python PATH]
+    python bench/run.py floors [--quick | --smoke] [--rounds N] [--time-limit S] [--markdown FILE]
+                               [--uvloop-python PATH]
 
-nginxws's push and handshake figures (bench/run.py) include what its libraries cost. This script
-measures those floors alone and prints one table, µs of CPU per operation:
+nginxws's push and handshake figures (`bench/run.py systems`) include what its libraries cost.
+This measures those floors alone and prints one table, µs of CPU per operation:
 
 - the push path over loopback: a server process holding 1,000 connected clients (plain TCP, the
   load process reads the other ends) and 20 keep-alive pushers, each sending a fixed ~150-byte
   POST with one request in flight; the server finds the request's end with `bytes.find`, writes
   a 2-byte-header frame to the client the body names and a fixed 204 to the pusher. Layer by
   layer on trio (floors_trio.py): the pusher's request/answer alone; + the client frame written
-  from the pusher's task; + a sender task per client woken by a trio.Event; trio-websocket's
-  `send_message` instead of the raw write (from the pusher's task, then from a sender task: the
-  shapes nginxws had while it ran on trio-websocket; it now frames with wsproto and writes from
-  the pusher's task, the shape of the "push floor, trio" row). The same on asyncio `Protocol`s (floors_asyncio.py), on uvloop and on the
-  standard loop, for comparison with the websockets peer's event loop.
+  from the pusher's task (the "push floor, trio" row: how nginxws writes a push today, less its
+  HTTP parsing, routing and wsproto framing); + a sender task per client woken by a trio.Event;
+  trio-websocket's `send_message` instead of the raw write, from the pusher's task and from a
+  sender task (the two ways nginxws pushed while it ran on trio-websocket, issue 6). The same on
+  asyncio `Protocol`s (floors_asyncio.py), on uvloop and on the standard loop, for comparison
+  with the websockets peer's event loop.
 - the handshake: 5,000 cycles at concurrency 50 of upgrade request → 101 + one text frame →
   client's close frame and EOF → close; raw on trio, with trio-websocket's `serve_websocket`,
   raw on asyncio (uvloop and standard loop).
@@ -29,28 +30,28 @@ measured phase through a ``cpu`` line on its stdin, divided by the operations. T
 warms up before the phase and checks every frame names its client. I/O scenarios run once per
 round, interleaved, and the table shows the median over rounds.
 
-Interpreters: the script runs under the project's .venv (it re-executes itself there when trio,
-trio-websocket or h11 is missing), so trio, trio-websocket and h11 are the versions nginxws runs
-on; nothing is installed. uvloop is optional: the asyncio + uvloop servers and the load generator
-use the first interpreter that has it, of --uvloop-python, this one and bench/.venv/bin/python
-(which `python bench/run.py` creates). Without one the uvloop rows show "—" and the load runs on
-the standard asyncio loop.
+Interpreters: this runs under the project's .venv (bench/run.py continues there when trio,
+trio-websocket, h11 or wsproto is missing), so they are the versions nginxws runs on; nothing is
+installed. uvloop is optional: the asyncio + uvloop servers and the load generator use the first
+interpreter that has it, of --uvloop-python, this one and bench/.venv/bin/python (which
+`python bench/run.py systems` creates). Without one the uvloop rows show "—" and the load runs
+on the standard asyncio loop. The fixed answers carry the installed nginxws's version in their
+``Server`` header, as nginxws's own do (floors_wire.py).
 
 `--smoke` runs everything at tiny counts (a test that it works, not a figure). The run has a
 hard time limit (default 300 s, --quick 60 s, --smoke 20 s); rows not reached show "—" and the
 exit status is 1, as it is when a server fails or a frame reaches the wrong client. Every child
 process is stopped by pid when its scenario ends. `--markdown FILE` replaces the section
 between the ``floors:begin`` and ``floors:end`` markers in FILE and leaves the rest alone.
+`python bench/floors.py ...` is `python bench/run.py floors ...`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import os
 import platform
-import re
 import select
 import statistics
 import subprocess
@@ -61,17 +62,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import floors_wire
+import shared
 from machine import loadavg, machine_line, package_version, raise_file_limit
+from shared import BENCH, BENCH_PYTHON
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
-BENCH_PYTHON = BENCH / ".venv" / "bin" / "python"
-STACK = ("trio", "trio_websocket", "h11", "wsproto")
-
-BEGIN = "<!-- floors:begin (written by bench/floors.py --markdown; edits inside are replaced) -->"
-END = "<!-- floors:end -->"
-MARKERS = re.compile(r"(<!-- floors:begin\b.*?-->).*?<!-- floors:end -->", re.DOTALL)
 UNAVAILABLE = "—"
 
 
@@ -363,70 +358,14 @@ def versions_line(pythons: Interpreters) -> str:
     return "Versions: " + "; ".join(parts) + "."
 
 
-def write_markdown(path: Path, argv: list[str], body: list[str]) -> None:
-    """Put the section between the floors markers of `path`, keeping the rest of the file."""
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = " ".join(["python", "bench/floors.py", *argv])
-    text = path.read_text() if path.exists() else ""
-    found = MARKERS.search(text)
-    begin = found.group(1) if found else BEGIN
-    section = "\n".join([begin, f"Latest run, {when}: `{command}`", "", *body, END])
-    if found:
-        text = text[:found.start()] + section + text[found.end():]
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + section + "\n"
-    path.write_text(text)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/floors.py", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller counts, one round, < 60 s")
-    size.add_argument("--smoke", action="store_true", help="tiny counts (a test, not a figure)")
-    parser.add_argument(
-        "--rounds", type=int, help="rounds of the I/O scenarios (default 3, --quick and --smoke 1)"
-    )
-    parser.add_argument("--time-limit", type=float, help="hard limit for the whole run, seconds")
-    parser.add_argument("--markdown", type=Path, help="write the table into this Markdown file")
-    parser.add_argument("--uvloop-python", type=Path, help="an interpreter that has uvloop")
-    return parser.parse_args(argv)
-
-
-def ensure_stack() -> None:
-    """Re-run this script in the project's .venv when this interpreter lacks the stack."""
-    missing = [module for module in STACK if not _importable(module)]
-    if not missing:
-        return
-    project = PROJECT_PYTHON.parents[1]
-    if PROJECT_PYTHON.exists() and Path(sys.prefix).resolve() != project.resolve():
-        script = str(Path(__file__).resolve())
-        os.execv(str(PROJECT_PYTHON), [str(PROJECT_PYTHON), script, *sys.argv[1:]])
-    sys.exit(f"bench floors: {', '.join(missing)} missing; run with the project's .venv/bin/python")
-
-
-def _importable(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
-def main() -> None:
-    argv = sys.argv[1:]
-    args = parse_args(argv)
-    ensure_stack()
-    sys.path.insert(0, str(BENCH))
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """The floors table; the process exit status (1: a row failed or was not reached)."""
+    os.environ[floors_wire.VERSION_VARIABLE] = floors_wire.NGINXWS_VERSION
     import floors_micro
 
     started = time.monotonic()
     load_before = loadavg()
-    base = SMOKE if args.smoke else QUICK if args.quick else FULL
-    counts = dataclasses.replace(
-        base, rounds=args.rounds or base.rounds, time_limit=args.time_limit or base.time_limit
-    )
+    counts = shared.chosen_counts(args, FULL, QUICK, SMOKE)
     deadline = started + counts.time_limit
     needed = counts.clients * 2 + 200
     if raise_file_limit() < needed:
@@ -450,9 +389,11 @@ def main() -> None:
     body += [machine_line(load_before, loadavg(), time.monotonic() - started), "", versions_line(pythons)]
     print("\n".join(body))
     if args.markdown:
-        write_markdown(args.markdown, argv, body)
-    sys.exit(1 if results.failed else 0)
+        shared.write_section(args.markdown, "floors", argv, body)
+    return 1 if results.failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    import run as entry
+
+    sys.exit(entry.main(["floors", *sys.argv[1:]]))

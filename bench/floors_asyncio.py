@@ -32,16 +32,21 @@ from floors_wire import (
 BACKLOG = 4096
 
 
-class Pusher(asyncio.Protocol):
+class Connection(asyncio.Protocol):
+    """What every connection keeps: its transport."""
+
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+
+class Pusher(Connection):
     """A keep-alive push connection."""
 
     def __init__(self, clients: dict[int, asyncio.Transport]) -> None:
         self.clients = clients
         self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
@@ -57,44 +62,40 @@ class Pusher(asyncio.Protocol):
         self.buffer = buffer
 
 
-class Client(asyncio.Protocol):
+class Upgraded(Connection):
+    """A connection that opens with an upgrade request: `upgraded` once its head is read; what
+    follows is ignored."""
+
+    head: bytes | None = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.head is None:
+            return
+        self.head += data
+        if END_OF_HEAD in self.head:
+            self.upgraded(self.head)
+            self.head = None
+
+    def upgraded(self, head: bytes) -> None:
+        raise NotImplementedError
+
+
+class Client(Upgraded):
     """A push client: fixed 101 after its upgrade request, then registered until it closes."""
 
     def __init__(self, clients: dict[int, asyncio.Transport]) -> None:
         self.clients = clients
-        self.head = b""
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self.head is None:
-            return
-        self.head += data
-        if END_OF_HEAD in self.head:
-            self.clients[client_index(self.head)] = self.transport
-            self.head = None
-            self.transport.write(RESPONSE_101)
+    def upgraded(self, head: bytes) -> None:
+        self.clients[client_index(head)] = self.transport
+        self.transport.write(RESPONSE_101)
 
 
-class Handshake(asyncio.Protocol):
+class Handshake(Upgraded):
     """One handshake cycle: 101 + welcome after the upgrade request, close on the client's EOF."""
 
-    def __init__(self) -> None:
-        self.head = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self.head is None:
-            return
-        self.head += data
-        if END_OF_HEAD in self.head:
-            self.head = None
-            self.transport.write(RESPONSE_101 + WELCOME_FRAME)
+    def upgraded(self, head: bytes) -> None:
+        self.transport.write(RESPONSE_101 + WELCOME_FRAME)
 
     def eof_received(self) -> None:
         return None

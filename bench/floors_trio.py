@@ -26,6 +26,7 @@ import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from floors_wire import (
@@ -113,22 +114,32 @@ async def pusher(deliver: Deliver | None, stream: trio.SocketStream) -> None:
         pass
 
 
+async def register(
+    clients: dict, index: int, connection: object,
+    sender: Callable[[Any, Outbox], Awaitable[None]] | None, until_gone: Callable[[], Awaitable[None]],
+) -> None:
+    """Hold `connection` in `clients` under `index` until `until_gone()` returns; with a
+    `sender`, hold an Outbox there instead and run `sender(connection, outbox)` beside."""
+    if sender is None:
+        clients[index] = connection
+        await until_gone()
+        return
+    outbox = Outbox()
+    clients[index] = outbox
+    async with trio.open_nursery() as tasks:
+        tasks.start_soon(sender, connection, outbox)
+        await until_gone()
+        tasks.cancel_scope.cancel()
+
+
 async def raw_client(clients: dict, with_sender: bool, stream: trio.SocketStream) -> None:
     """A client on a plain SocketStream: fixed 101, then registered until it closes."""
     try:
         async with stream:
             index = client_index(await read_head(stream))
             await stream.send_all(RESPONSE_101)
-            if not with_sender:
-                clients[index] = stream
-                await until_eof(stream)
-                return
-            outbox = Outbox()
-            clients[index] = outbox
-            async with trio.open_nursery() as tasks:
-                tasks.start_soon(raw_sender, stream, outbox)
-                await until_eof(stream)
-                tasks.cancel_scope.cancel()
+            sender = raw_sender if with_sender else None
+            await register(clients, index, stream, sender, functools.partial(until_eof, stream))
     except GONE:
         pass
 
@@ -143,16 +154,8 @@ async def ws_client(clients: dict, with_sender: bool, request: WebSocketRequest)
     ws = await request.accept()
     index = int(request.path.rsplit("/", 1)[1])
     try:
-        if not with_sender:
-            clients[index] = ws
-            await _until_closed(ws)
-            return
-        outbox = Outbox()
-        clients[index] = outbox
-        async with trio.open_nursery() as tasks:
-            tasks.start_soon(ws_sender, ws, outbox)
-            await _until_closed(ws)
-            tasks.cancel_scope.cancel()
+        sender = ws_sender if with_sender else None
+        await register(clients, index, ws, sender, functools.partial(_until_closed, ws))
     except ConnectionClosed:
         pass
 

@@ -8,13 +8,30 @@ index) and then only reads; a "pusher" is a keep-alive HTTP/1.1 connection that 
 `push_request` and waits for `RESPONSE_204`, one request in flight. The push body is
 ``NNNNNN SSSSS`` (client index, sequence number): exactly `BODY_LENGTH` bytes, so a server finds
 a request's end with a plain `find` and needs no HTTP parsing. Every server answers on stdin's
-``cpu`` line with its own CPU seconds so far (utime + stime of the whole process).
+``cpu`` line with its own CPU seconds so far (utime + stime of the whole process). The fixed
+answers name nginxws's version in their ``Server`` header, as nginxws's answers do: the
+installed one, read at run time; floors.py hands it to its children in `VERSION_VARIABLE`, so
+a child on an interpreter without nginxws (the uvloop one) sends the same bytes.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+from importlib import metadata
+
+
+def _installed_nginxws() -> str:
+    try:
+        return metadata.version("nginxws")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION_VARIABLE = "BENCH_NGINXWS_VERSION"
+NGINXWS_VERSION = os.environ.get(VERSION_VARIABLE) or _installed_nginxws()
+SERVER = b"nginxws/" + NGINXWS_VERSION.encode()
+DATE = b"Sun, 29 Nov 2026 23:28:00 GMT"
 
 HOST = "127.0.0.1"
 
@@ -24,19 +41,14 @@ FRAME_HEADER = bytes((0x81, BODY_LENGTH))
 """A server frame: FIN + text, unmasked, 12-byte payload; the push body is the payload."""
 FRAME_LENGTH = len(FRAME_HEADER) + BODY_LENGTH
 
-RESPONSE_204 = (
-    b"HTTP/1.1 204 No Content\r\n"
-    b"Server: nginxws/0.1.0\r\n"
-    b"Date: Sun, 29 Nov 2026 23:28:00 GMT\r\n"
-    b"\r\n"
-)
+RESPONSE_204 = b"HTTP/1.1 204 No Content\r\nServer: %s\r\nDate: %s\r\n\r\n" % (SERVER, DATE)
 RESPONSE_101 = (
     b"HTTP/1.1 101 Switching Protocols\r\n"
     b"Upgrade: websocket\r\n"
     b"Connection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-    b"Server: nginxws/0.1.0\r\n"
-    b"\r\n"
+    b"Server: %s\r\n"
+    b"\r\n" % SERVER
 )
 WELCOME = "http://AAAAAAAAAAAAAAAA@127.0.0.1:8080/ws"
 """The handshake scenario's one message, as long as nginxws's welcome (the push URL)."""

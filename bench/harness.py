@@ -1,6 +1,6 @@
 """The benchmark run: which systems and counts, the interleaved rounds, the table.
 
-`run` is what bench/run.py calls once it is in the bench environment. It raises the file
+`run` is what `bench/run.py systems` calls once it is in the bench environment. It raises the file
 limit, makes sure each requested system can run (installs nginx + nchan through apt when asked
 for and missing), then for each round, each scenario, each system: starts the system fresh,
 checks it speaks the protocol (`loadgen.probe_protocol`), runs the scenario, stops it.
@@ -9,9 +9,7 @@ checks it speaks the protocol (`loadgen.probe_protocol`), runs the scenario, sto
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
-import datetime
 import os
 import platform
 import shutil
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import loadgen
+import shared
 import systems
 from machine import loadavg, machine_line, package_version, raise_file_limit
 from systems import DEFLATE_VARIANTS, SystemSpec, StartError, Tools
@@ -51,11 +50,14 @@ class Counts:
     latency_warmup: int
     idle_clients: int
     scenario_limit: float
+    rounds: int
+    time_limit: float
+    """The whole run's hard limit, seconds."""
 
 
-FULL = Counts(5000, 50, 1000, 20, 50_000, 100, 500.0, 10.0, 100, 5000, 300.0)
-QUICK = Counts(1000, 50, 1000, 20, 10_000, 100, 500.0, 3.0, 100, 2000, 120.0)
-SMOKE = Counts(100, 10, 50, 5, 1000, 20, 200.0, 1.0, 10, 100, 8.0)
+FULL = Counts(5000, 50, 1000, 20, 50_000, 100, 500.0, 10.0, 100, 5000, 300.0, 3, 1800.0)
+QUICK = Counts(1000, 50, 1000, 20, 10_000, 100, 500.0, 3.0, 100, 2000, 120.0, 1, 600.0)
+SMOKE = Counts(100, 10, 50, 5, 1000, 20, 200.0, 1.0, 10, 100, 8.0, 1, 30.0)
 
 SCENARIOS = ("handshake", "push", "latency", "memory")
 
@@ -164,18 +166,6 @@ def choose_systems(args: argparse.Namespace) -> list[SystemSpec]:
     return chosen
 
 
-def _counts(args: argparse.Namespace) -> Counts:
-    base = SMOKE if args.smoke else QUICK if args.quick else FULL
-    changes: dict[str, int] = {}
-    if args.handshakes:
-        changes["handshakes"] = args.handshakes
-    if args.pushes:
-        changes["pushes"] = args.pushes
-    if args.idle_clients:
-        changes["idle_clients"] = args.idle_clients
-    return dataclasses.replace(base, **changes)
-
-
 def scenario_call(
     name: str, counts: Counts, target: loadgen.Target, server: systems.RunningServer
 ) -> Coroutine[Any, Any, dict[str, float]]:
@@ -227,12 +217,15 @@ def _failures(result: dict[str, float]) -> int:
     return int(sum(result.get(key, 0) for keys in FAILURE_KEYS.values() for key in keys))
 
 
-def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     """The whole benchmark; the process exit status (1: something lost, failed or timed out)."""
     started = time.monotonic()
-    counts = _counts(args)
-    limit = args.time_limit or (30.0 if args.smoke else 600.0 if args.quick else 1800.0)
-    rounds = args.rounds or (3 if not (args.quick or args.smoke) else 1)
+    counts = shared.chosen_counts(
+        args, FULL, QUICK, SMOKE,
+        handshakes=args.handshakes, pushes=args.pushes, idle_clients=args.idle_clients,
+    )
+    limit = counts.time_limit
+    rounds = counts.rounds
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     for name in scenarios:
         if name not in SCENARIOS:
@@ -243,7 +236,7 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
     if nofile < needed:
         sys.exit(f"bench: the open files hard limit is {nofile}, {needed} are needed")
     tools = Tools(
-        nginxws=args.nginxws_bin or repo / ".venv" / "bin" / "nginxws",
+        nginxws=args.nginxws_bin or shared.REPO / ".venv" / "bin" / "nginxws",
         bench_python=Path(sys.executable),
         nofile=nofile,
         baseline=args.baseline_bin,
@@ -320,9 +313,12 @@ def run(args: argparse.Namespace, argv: list[str], repo: Path) -> int:
     print()
     print(machine)
     if args.markdown:
-        write_markdown(
-            args.markdown, table, notes, machine, versions, argv, counts, rounds, scenarios
-        )
+        body = [
+            f"{rounds} round(s) of {', '.join(scenarios)}; median over rounds; failures summed. "
+            + counts_line(counts), "", table, "", *(notes + [""] if notes else []), machine, "",
+            versions,
+        ]
+        shared.write_section(args.markdown, "bench", argv, body)
         print(f"bench: table written to {args.markdown}", file=sys.stderr)
     return 1 if failed or timed_out else 0
 
@@ -456,41 +452,10 @@ def _versions(tools: Tools, specs: list[SystemSpec]) -> str:
     return "Versions: " + "; ".join(parts) + "."
 
 
-BEGIN = "<!-- bench:begin (written by bench/run.py --markdown; edits inside are replaced) -->"
-END = "<!-- bench:end -->"
-
-
-def write_markdown(
-    path: Path, table: str, notes: list[str], machine: str, versions: str, argv: list[str],
-    counts: Counts, rounds: int, scenarios: list[str],
-) -> None:
-    """Put the latest table into `path` between the bench markers, keeping the rest."""
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = " ".join(["python", "bench/run.py", *argv])
-    section = "\n".join([
-        BEGIN,
-        f"Latest run, {when}: `{command}`",
-        "",
-        f"{rounds} round(s) of {', '.join(scenarios)}; median over rounds; failures summed. "
+def counts_line(counts: Counts) -> str:
+    return (
         f"Counts: {counts.handshakes:,} handshakes at concurrency {counts.handshake_concurrency}; "
         f"{counts.pushes:,} pushes from {counts.pushers} pushers to {counts.push_clients:,} "
         f"clients; latency at {counts.latency_rate:g} pushes/s for {counts.latency_seconds:g} s "
-        f"to {counts.latency_clients} clients; {counts.idle_clients:,} idle clients.",
-        "",
-        table,
-        "",
-        *(notes + [""] if notes else []),
-        machine,
-        "",
-        versions,
-        END,
-    ])
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+        f"to {counts.latency_clients} clients; {counts.idle_clients:,} idle clients."
+    )

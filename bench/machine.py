@@ -1,6 +1,7 @@
 """Facts about the machine and the installed packages, for the benchmark tables' footers.
 
-Shared by ``bench/run.py`` (through ``harness``) and ``bench/floors.py``; standard library only.
+Shared by the subcommands of ``bench/run.py`` (harness.py, floors.py, memory_owners.py); standard
+library only.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 Runs one nginxws worker in this process (``master_process off`` semantics, the repository's
 code), opens N idle WebSocket clients to it from a child process, and compares tracemalloc
 snapshots taken before and after: bytes per connection by the package that allocated them, then
-the largest allocation sites. The RSS figure of ``bench/run.py`` is what users see; this says
-what it is made of.
+the largest allocation sites. The RSS figure of ``bench/run.py systems`` is what users see; this
+says what it is made of.
 
-    python bench/memory_owners.py                 # 2,000 clients
-    python bench/memory_owners.py --clients 200 --top 10
+    python bench/run.py memory                    # 2,000 clients
+    python bench/run.py memory --clients 200 --top 10
+
+`python bench/memory_owners.py ...` is `python bench/run.py memory ...`.
 
 Loopback only; the child is killed and waited for before the worker stops.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import resource
 import socket
 import subprocess
 import sys
@@ -29,6 +30,8 @@ import trio
 from nginxws.conf import load
 from nginxws.log import ErrorLogger
 from nginxws.worker import Worker
+
+from machine import raise_file_limit
 
 OWNERS = ("wsproto", "h11", "nginxws", "trio")
 CONF = """daemon off; master_process off; error_log stderr warn;
@@ -114,18 +117,18 @@ async def measure(clients: int, top: int) -> None:
         print(f"| {stat.size_diff / clients:,.0f} | {stat.count_diff / clients:.1f} | {frame.filename}:{frame.lineno} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=20)
-    args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < 2 * args.clients + 100:
-        sys.exit(f"memory_owners: the open files hard limit is {hard}, {2 * args.clients + 100} are needed")
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """The two tables on stdout; the process exit status."""
+    needed = 2 * args.clients + 100
+    hard = raise_file_limit()
+    if hard < needed:
+        sys.exit(f"bench memory: the open files hard limit is {hard}, {needed} are needed")
     tracemalloc.start()
     trio.run(measure, args.clients, args.top)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import run as entry
+
+    sys.exit(entry.main(["memory", *sys.argv[1:]]))

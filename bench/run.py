@@ -1,55 +1,46 @@
-"""Benchmark nginxws side by side with its peers and print one table.
+"""nginxws's benchmarks, one command: systems, floors or memory (see bench/README.md).
 
-    python bench/run.py [--quick | --smoke] [--systems nginxws,websockets,nchan] [--rounds N]
-                        [--markdown docs/performance.md]
+    python bench/run.py [systems] [--quick | --smoke] [--systems nginxws,websockets,nchan] ...
+    python bench/run.py floors [--quick | --smoke] [--uvloop-python PATH] ...
+    python bench/run.py memory [--clients N] [--top N]
 
-The script installs what it needs itself: a virtual environment in bench/.venv with
-bench/requirements.txt (it re-runs itself there), and nginx with Debian's nchan module through
-apt when the nchan system is asked for (skipped, with a message, where apt cannot do it).
-nginxws is the project's console script (`.venv/bin/nginxws` of the repository, or
-`--nginxws-bin`); if it cannot be started the table says so and the other systems still run.
+systems (the default, harness.py): nginxws side by side with its peers, fresh servers per
+scenario, rounds interleaved; the table goes between the ``bench`` markers of --markdown.
+floors (floors.py): what trio, trio-websocket, h11 and wsproto cost alone; the ``floors`` markers.
+memory (memory_owners.py): an idle connection's memory by the library that allocated it.
 
-Scenarios (issue 6): (a) handshake: connect + handshake + welcome + close cycles at concurrency
-50; (b) push throughput: pushes over keep-alive pushers to many clients, each checked to arrive
-exactly once at the right client; (c) push latency at a fixed push rate; (d) idle memory: server
-RSS with no client and with many idle clients. The primary figures are server CPU per operation
-(utime + stime of the server's whole process tree over the phase). Every scenario runs on a
-freshly started server; rounds interleave the systems (A B A B) and the table shows the median
-over rounds. `--smoke` runs every scenario at tiny counts against the websockets peer (under
-30 s) and exits non-zero if anything is lost, misrouted or fails.
+Each subcommand continues in the interpreter it needs (shared.continue_in): systems in
+bench/.venv, created from bench/requirements.txt on first use (--no-venv: this interpreter);
+floors and memory in the project's .venv when this interpreter lacks trio, h11, wsproto or
+nginxws. Only the standard library is imported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import subprocess
+import importlib
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV = BENCH / ".venv"
-REQUIREMENTS = BENCH / "requirements.txt"
+import shared
+
+MODULES = {"systems": "harness", "floors": "floors", "memory": "memory_owners"}
+FLOORS_STACK = ("trio", "trio_websocket", "h11", "wsproto")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/run.py", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller counts, one round")
-    size.add_argument(
-        "--smoke", action="store_true",
-        help="tiny counts against the websockets peer; fails on any loss (a test, not a figure)",
+def systems_parser() -> argparse.ArgumentParser:
+    parser = shared.measuring_parser(
+        "bench/run.py [systems]",
+        "nginxws beside the websockets peer and nginx + nchan: handshakes, pushes, push latency "
+        "and idle memory, server CPU per operation.",
+        quick="smaller counts, one round",
+        smoke="tiny counts against the websockets peer; fails on any loss (a test, not a figure)",
     )
     parser.add_argument(
         "--systems", help="comma-separated: nginxws, websockets, nchan (default: all three; "
         "--smoke: websockets); nginxws-deflate, websockets-deflate: with permessage-deflate, "
         "no context takeover; nginxws-deflate-ctx, websockets-deflate-ctx: with context takeover",
     )
-    parser.add_argument("--rounds", type=int, help="rounds A B A B... (default 3, --quick 1)")
     parser.add_argument(
         "--scenarios", default="handshake,push,latency,memory",
         help="comma-separated subset of handshake,push,latency,memory",
@@ -64,55 +55,51 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="another nginxws build (e.g. main's, in its own venv) run beside --nginxws-bin, "
         "interleaved, with a ratio column: before/after in one run",
     )
-    parser.add_argument("--markdown", type=Path, help="write the table into this Markdown file")
     parser.add_argument("--handshakes", type=int, help="override (a)'s connection count")
     parser.add_argument("--pushes", type=int, help="override (b)'s push count")
     parser.add_argument("--idle-clients", type=int, help="override (d)'s client count")
     parser.add_argument(
-        "--time-limit", type=float, help="hard limit for the whole run, seconds "
-        "(default 1800, --quick 600, --smoke 30)",
-    )
-    parser.add_argument(
         "--no-venv", action="store_true",
         help="run with this interpreter as it is (needs websockets; uvloop optional)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-def _in_venv() -> bool:
-    return Path(sys.prefix).resolve() == VENV.resolve()
+def floors_parser() -> argparse.ArgumentParser:
+    parser = shared.measuring_parser(
+        "bench/run.py floors",
+        "What the fixed stack costs alone: trio, trio-websocket, h11, wsproto, with asyncio "
+        "beside them; server CPU per operation.",
+        quick="smaller counts, one round, < 60 s", smoke="tiny counts (a test, not a figure)",
+    )
+    parser.add_argument("--uvloop-python", type=Path, help="an interpreter that has uvloop")
+    return parser
 
 
-def bootstrap(argv: list[str]) -> None:
-    """Create or update bench/.venv from requirements.txt, then run this script in it."""
-    python = VENV / "bin" / "python"
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    stamp = VENV / "requirements.sha256"
-    if not python.exists():
-        print(f"bench: creating {VENV}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    if not stamp.exists() or stamp.read_text().strip() != wanted:
-        print(f"bench: installing {REQUIREMENTS.name} into {VENV}", file=sys.stderr)
-        installed = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "-r", str(REQUIREMENTS)],
-        )
-        if installed.returncode != 0:
-            sys.exit("bench: could not install bench/requirements.txt (see pip's message above)")
-        stamp.write_text(wanted + "\n")
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *argv])
+def memory_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py memory",
+        description="Bytes per idle connection by the library that allocated them (tracemalloc).",
+    )
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--top", type=int, default=20, help="how many allocation sites to list")
+    return parser
 
 
-def main() -> None:
-    argv = sys.argv[1:]
-    args = parse_args(argv)
-    if not args.no_venv and not _in_venv():
-        bootstrap(argv)
-    sys.path.insert(0, str(BENCH))
-    from harness import run
+PARSERS = {"systems": systems_parser, "floors": floors_parser, "memory": memory_parser}
 
-    sys.exit(run(args, argv, REPO))
+
+def main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv and argv[0] in MODULES else ("systems", argv)
+    args = PARSERS[command]().parse_args(rest)
+    if command == "systems" and not args.no_venv:
+        shared.continue_in(shared.bench_python(), argv)
+    elif command == "floors":
+        shared.continue_in(shared.PROJECT_PYTHON, argv, needs=FLOORS_STACK)
+    elif command == "memory":
+        shared.continue_in(shared.PROJECT_PYTHON, argv, needs=("trio", "nginxws"))
+    return importlib.import_module(MODULES[command]).run(args, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

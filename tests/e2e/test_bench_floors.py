@@ -1,4 +1,4 @@
-"""bench/floors.py keeps working: at tiny counts it fills every row of its table and exits 0.
+"""`bench/run.py floors` keeps working: at tiny counts it fills every row of its table and exits 0.
 
 No figure is asserted (the machines are shared and noisy): a row must only hold a number, or
 "—" where the piece could not be measured here (no interpreter with uvloop).
@@ -19,7 +19,7 @@ FIGURE = re.compile(r"[\d,]+(\.\d+)?|—")
 @pytest.fixture(scope="module")
 def smoke_run() -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(BENCH / "floors.py"), "--smoke"],
+        [sys.executable, str(BENCH / "run.py"), "floors", "--smoke"],
         check=False, capture_output=True, text=True, timeout=60, cwd=BENCH,
         stdin=subprocess.DEVNULL,
     )

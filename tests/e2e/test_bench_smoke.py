@@ -1,4 +1,5 @@
-"""The benchmark harness keeps working: every scenario at tiny counts, nginxws and its Python peer.
+"""`bench/run.py systems` and `memory` keep working: every scenario at tiny counts, nginxws and
+its Python peer (`bench/run.py` without a subcommand is `systems`).
 
 No figure is asserted (the machines are shared and noisy); the run must only
 deliver every push exactly once to the right client, which the harness checks
@@ -14,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 def test_bench_smoke_run_loses_and_misroutes_nothing(nginxws_bin, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--no-venv", "--systems", "nginxws,websockets",
+        [sys.executable, str(BENCH), "systems", "--smoke", "--no-venv", "--systems", "nginxws,websockets",
          "--nginxws-bin", nginxws_bin, "--time-limit", "120"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
     )
@@ -49,12 +50,9 @@ def test_bench_runs_nginxws_and_its_peer_with_permessage_deflate(nginxws_bin, tm
     assert "| failures: handshakes / lost / misrouted / duplicated / push errors | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 | 0 / 0 / 0 / 0 / 0 |" in result.stdout
 
 
-MEMORY_OWNERS = BENCH.parent / "memory_owners.py"
-
-
 def test_memory_owners_reports_bytes_per_connection_by_library(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(MEMORY_OWNERS), "--clients", "50", "--top", "5"],
+        [sys.executable, str(BENCH), "memory", "--clients", "50", "--top", "5"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
