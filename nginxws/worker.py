@@ -37,7 +37,7 @@ from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.log import AccessLogger, ErrorLogger, Exchange
 from nginxws.netio import Listener, SocketStream
-from nginxws.pushd import handle_pusher
+from nginxws.pushd import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
@@ -202,7 +202,7 @@ class Worker:
             if server is None:
                 await FrontDoor(self, stream, local, remote, conn).serve()
             else:
-                await handle_pusher(self, stream, local, remote, conn, server)
+                await PushConnection(self, stream, local, remote, conn, server).serve()
         except Exception as err:
             # One connection's failure must never take the worker and every
             # other client down with it: log it, drop that connection.
