@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 import pytest
 import trio
 import trio.testing
-from scheduling import scheduler_trips
+from support.scheduling import scheduler_trips
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 
