@@ -5,7 +5,7 @@ directory, starts the installed ``nginxws`` on it with that directory as its
 prefix, waits until it listens, and owns the process from then on: at
 teardown it sends TERM, waits, kills what is left, and fails the test if
 any process of that run (master or workers) had to be killed.  The helpers
-behind it live in ``tests/processes.py``.
+behind it live in ``tests/support/processes.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from processes import START_TIMEOUT, NginxwsRun, accepts, installed_nginxws, listen_addresses, poll
+from support.processes import START_TIMEOUT, NginxwsRun, accepts, installed_nginxws, listen_addresses, poll
 
 
 @pytest.fixture(scope="session")

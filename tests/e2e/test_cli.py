@@ -16,7 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from processes import poll
+from support.processes import poll
 
 from nginxws.cli import Options, UsageError, parse_args
 

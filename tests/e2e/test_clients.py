@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.clients import PUSH_URL, first_push_url
 from websockets.sync.client import connect
 
 BIN = Path(sys.executable).parent
 INSTALL_HINT = "run tests/browser/install.sh (pip httpie, apt curl)"
-PUSH_URL = re.compile(r"http://(?P<id>[^@]+)@(?P<address>[^/]+)(?P<path>/\S*)")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -49,11 +48,11 @@ def test_httpie_as_in_the_original_readme(start_server, shell_env):
         pytest.fail(f"httpie's http is not in {BIN}: {INSTALL_HINT}")
     server = start_server()
     with connect(server.url, open_timeout=5) as ws:
-        push_url = ws.recv(timeout=5).split(",")[0]
+        push_url = first_push_url(ws)
         done = run_shell(f"echo 123 | http {push_url}", shell_env)
         assert done.returncode == 0, done.stderr
         assert ws.recv(timeout=5) == "123\n"
-    server.wait_log(r'"POST /ws HTTP/1.1" 204 .*"HTTPie/', server.prefix / "access.log")
+    server.wait_log(r'"POST /ws HTTP/1.1" 204 .*"HTTPie/', log="access.log")
 
 
 def test_curl_with_the_id_as_basic_auth_user(start_server, shell_env):
@@ -61,7 +60,7 @@ def test_curl_with_the_id_as_basic_auth_user(start_server, shell_env):
         pytest.fail(f"curl is missing: {INSTALL_HINT}")
     server = start_server()
     with connect(server.url, open_timeout=5) as ws:
-        url = PUSH_URL.fullmatch(ws.recv(timeout=5).split(",")[0])
+        url = PUSH_URL.fullmatch(first_push_url(ws))
         done = run_shell(
             f"echo 123 | curl -sS -w '%{{http_code}}' -u {url['id']}: --data-binary @- "
             f"http://{url['address']}{url['path']}",

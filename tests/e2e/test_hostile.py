@@ -38,56 +38,27 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from processes import poll
+from support.clients import PUSH_URL, closed_without_answer, first_push_url, handshake
+from support.processes import poll
+from support.servers import Server, server_conf
 from websockets.sync.client import connect
 
-CONF = """
-daemon off;
-master_process off;
-error_log {prefix}/error.log info;
-pid {prefix}/nginxws.pid;
-events {{ worker_connections {worker_connections}; }}
-http {{
-    access_log {prefix}/access.log;
-    client_header_timeout {client_header_timeout};
-    client_body_timeout 2s;
-    keepalive_timeout 2s;
-    server {{
-        listen 127.0.0.1:{port};
-        location /ws {{ websocket {websocket}; }}
-        location = /health {{ return 200 "ok"; }}
-    }}
-}}
-"""
-
 SERIOUS = re.compile(r"^.*\[(?:alert|crit|emerg)\].*$", re.M)
-PUSH_URL = re.compile(r"http://(?P<id>[A-Za-z0-9_-]+)@127\.0\.0\.1:(?P<port>\d+)/ws")
 NOFILE_WANTED = 8192
 FUZZ_EXAMPLES = int(os.environ.get("NGINXWS_FUZZ_EXAMPLES", "200"))
 CHURN = int(os.environ.get("NGINXWS_CHURN", "50000"))
 CHURN_BASELINE = 1000
 CHURN_CLIENTS = 4
-KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
 
 # -- the server and its well-behaved client ----------------------------------
 
 
 @dataclass
-class Worker:
+class Worker(Server):
     """A running single-process nginxws and the files it writes."""
 
-    run: object  # processes.NginxwsRun
-    port: int
     _log_offset: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.run.pid
-
-    def error_log(self) -> str:
-        path = self.run.prefix / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def alive(self) -> bool:
         return self.run.proc.poll() is None
@@ -101,8 +72,7 @@ class Worker:
 
     def new_serious_lines(self) -> list[str]:
         """``[alert]``/``[crit]``/``[emerg]`` lines logged since the last call."""
-        path = self.run.prefix / "error.log"
-        with open(path, "rb") as log:
+        with open(self.logs / "error.log", "rb") as log:
             log.seek(self._log_offset)
             data = log.read()
         self._log_offset += len(data)
@@ -124,9 +94,12 @@ def start_worker(run_nginxws, free_port, tmp_path):
 
     def start(*, worker_connections: int = 1024, client_header_timeout: str = "2s", websocket: str = "") -> Worker:
         port = free_port()
-        text = CONF.format(prefix=tmp_path, port=port, worker_connections=worker_connections,
-                           client_header_timeout=client_header_timeout, websocket=websocket)
-        return Worker(run_nginxws(text), port)
+        text = server_conf(logs=tmp_path, listen=f"127.0.0.1:{port}", worker_connections=worker_connections,
+                           http=f"client_header_timeout {client_header_timeout};\n"
+                                "    client_body_timeout 2s;\n"
+                                "    keepalive_timeout 2s;",
+                           locations='location = /health { return 200 "ok"; }', websocket=websocket)
+        return Worker(run_nginxws(text), port, tmp_path)
 
     return start
 
@@ -147,7 +120,7 @@ class Witness:
 
     def __init__(self, worker: Worker) -> None:
         self.ws = connect(f"ws://127.0.0.1:{worker.port}/ws", open_timeout=5, close_timeout=2).__enter__()
-        self.push_url = self.ws.recv(timeout=5).split(",")[0]
+        self.push_url = first_push_url(self.ws)
         match = PUSH_URL.fullmatch(self.push_url)
         self.id, self.push_port = match["id"], int(match["port"])
         self.checks = 0
@@ -174,11 +147,6 @@ class Witness:
 
 
 # -- fuzz of the front door and the push listener ------------------------------
-
-
-def handshake(path: bytes = b"/ws") -> bytes:
-    return (b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, KEY))
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -415,7 +383,7 @@ def newcomer_served(worker: Worker) -> float:
     """A new client connects, gets its welcome, a push and an echo; the seconds it took."""
     started = time.monotonic()
     with connect(f"ws://127.0.0.1:{worker.port}/ws", open_timeout=5, close_timeout=2) as ws:
-        push_url = ws.recv(timeout=5).split(",")[0]
+        push_url = first_push_url(ws)
         assert httpx.post(push_url, content="pushed", timeout=5).status_code == 204
         assert ws.recv(timeout=5) == "pushed"
         ws.send("echoed")
@@ -544,12 +512,7 @@ def churn(port: int, cycles: int) -> float:
 
 def settled(worker: Worker, fds: int, timeout: float = 10.0) -> bool:
     """Whether the worker is back to ``fds`` open descriptors (every connection gone)."""
-    deadline = time.monotonic() + timeout
-    while worker.open_fds() != fds:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return poll(lambda: worker.open_fds() == fds, timeout)
 
 
 @pytest.mark.timeout(600)
@@ -581,18 +544,6 @@ def test_connection_churn_leaks_neither_memory_nor_descriptors(start_worker):
 LIMIT = 8
 
 
-def refused(port: int) -> bool:
-    """Whether a new connection is closed without an answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        try:
-            sock.sendall(handshake())
-            return sock.recv(4096) == b""
-        except ConnectionResetError:
-            return True
-        except BrokenPipeError:
-            return True
-
-
 def test_worker_connections_reached_refuses_new_connections_and_recovers(start_worker):
     worker = start_worker(worker_connections=LIMIT)
     witness = Witness(worker)
@@ -601,8 +552,8 @@ def test_worker_connections_reached_refuses_new_connections_and_recovers(start_w
         with contextlib.ExitStack() as fillers:
             for _ in range(LIMIT - 2):
                 fillers.enter_context(connect(f"ws://127.0.0.1:{worker.port}/ws", open_timeout=5)).recv(timeout=5)
-            assert refused(worker.port)
-            assert refused(witness.push_port)
+            assert closed_without_answer(worker.port)
+            assert closed_without_answer(witness.push_port)
             assert re.search(rf"\[alert\] .*{LIMIT} worker_connections are not enough", worker.error_log())
             witness.check(pusher)
         witness.check(pusher)

@@ -25,71 +25,25 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from support.clients import PUSH_URL, connection_refused
+from support.processes import fd_targets, poll, processes
+from support.servers import Server, server_conf
+from support.wsclient import RawClient
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from processes import fd_targets, poll, processes
-from wsclient import RawClient
 
 TIMEOUT = 10.0  # seconds for any one wait in these tests
 
-CONF = """
-daemon {daemon};
-worker_processes {workers};
-error_log {prefix}/logs/error.log info;
-pid {prefix}/logs/nginxws.pid;
-{main}
-events {{ worker_connections 1024; }}
-http {{
-    access_log {prefix}/logs/access.log;
-    server {{
-        listen 127.0.0.1:{port}{listen_options};
-        location /ws {{ websocket {websocket}; }}
-    }}
-}}
-"""
-
-URL = re.compile(r"http://(?P<id>[A-Za-z0-9_-]+)@127\.0\.0\.1:(?P<port>\d+)/ws")
 ACCEPTS = re.compile(r"\[notice\] \d+#0: worker process (\d+) accepts pushes on 127\.0\.0\.1:(\d+)$", re.M)
 
 
 @dataclass
-class Master:
-    """A running master: its process, files and port."""
-
-    run: Any  # the NginxwsRun of tests/conftest.py's run_nginxws
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.run.pid
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def logs(self) -> Path:
-        return self.run.prefix / "logs"
-
-    def error_log(self) -> str:
-        path = self.logs / "error.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def wait_log(self, pattern: str, count: int = 1, timeout: float = TIMEOUT) -> list[re.Match]:
-        """Wait until the error log matches ``pattern`` ``count`` times; the matches."""
-        found: list[re.Match] = []
-
-        def enough() -> bool:
-            found[:] = list(re.finditer(pattern, self.error_log(), re.M))
-            return len(found) >= count
-
-        assert poll(enough, timeout), f"{pattern!r} x{count} not in error.log:\n{self.error_log()}"
-        return found
+class Master(Server):
+    """A running master: its process, files (in ``logs/``) and port."""
 
     def worker_ports(self) -> dict[int, int]:
         """Push port -> pid of every worker that ever reported ready."""
@@ -123,7 +77,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def start_master(run_nginxws, free_port, tmp_path):
-    """``start_master(workers=4, websocket="", main="", daemon="off")`` -> Master.
+    """``start_master(workers=4, websocket="", main="", daemon="off", listen_options="")`` -> Master.
 
     Waits until every worker reported ready; at teardown checks that no
     worker is a zombie and no traceback was logged.
@@ -133,9 +87,9 @@ def start_master(run_nginxws, free_port, tmp_path):
     def start(*, workers: int = 4, websocket: str = "", main: str = "", daemon: str = "off", wait: bool = True,
               listen_options: str = ""):
         port = free_port()
-        text = CONF.format(prefix=tmp_path, port=port, workers=workers, websocket=websocket, main=main,
-                           daemon=daemon, listen_options=listen_options)
-        master = Master(run_nginxws(text, wait=wait), port)
+        text = master_conf(tmp_path / "logs", port, workers=workers, websocket=websocket, main=main, daemon=daemon,
+                           listen_options=listen_options)
+        master = Master(run_nginxws(text, wait=wait), port, tmp_path / "logs")
         started.append(master)
         if wait and "master_process off" not in main:
             master.wait_log(ACCEPTS.pattern, count=workers)
@@ -144,21 +98,25 @@ def start_master(run_nginxws, free_port, tmp_path):
     yield start
     for master in started:
         assert not [pid for pid, state in children(master.pid) if state == "Z"], "zombie workers"
-        text = master.run.stderr() + master.error_log()
-        assert "Traceback" not in text, text
+        master.assert_no_traceback()
 
 
-def rewrite(master: Master, **changes: str) -> None:
+def master_conf(logs: Path, port: int, *, workers: int = 4, websocket: str = "", main: str = "",
+                daemon: str = "off", listen_options: str = "") -> str:
+    """The configuration ``start_master`` runs: ``workers`` worker processes, ``main`` added to the main context."""
+    return server_conf(logs=logs, listen=f"127.0.0.1:{port}{listen_options}", websocket=websocket,
+                       main=f"daemon {daemon};\nworker_processes {workers};\n{main}")
+
+
+def rewrite(master: Master, **changes) -> None:
     """Replace the running configuration file with the same template and ``changes``."""
-    values = dict(prefix=master.run.prefix, port=master.port, workers=4, websocket="", main="", daemon="off",
-                  listen_options="")
-    values.update(changes)
-    master.run.conf.write_text(CONF.format(**values))
+    master.run.conf.write_text(master_conf(master.logs, master.port, **changes))
 
 
 def welcome(ws) -> re.Match:
-    match = URL.fullmatch(ws.recv(timeout=TIMEOUT))
-    assert match
+    """The push URL of a client's welcome (one, on 127.0.0.1, for ``/ws``)."""
+    match = PUSH_URL.fullmatch(ws.recv(timeout=TIMEOUT))
+    assert match and (match["host"], match["path"]) == ("127.0.0.1", "/ws")
     return match
 
 
@@ -168,15 +126,6 @@ def push(url: str, body: str) -> int:
 
 def push_url(match: re.Match, port: int | None = None) -> str:
     return f"http://127.0.0.1:{port or match['port']}/ws?id={match['id']}"
-
-
-def refused(port: int) -> bool:
-    """Whether a TCP connection to ``port`` is refused."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def connect_spread(master: Master, stack: ExitStack, minimum_workers: int, limit: int = 60) -> list[tuple]:
@@ -213,7 +162,7 @@ async def _pipelined_pushes(port: int, pushes: list[tuple[str, str]]) -> list[in
 async def _clients_and_pushes(url: str, clients: int, pushes_each: int) -> tuple[set[int], int]:
     sockets = await asyncio.gather(*(aconnect(url, open_timeout=TIMEOUT) for _ in range(clients)))
     try:
-        welcomes = [URL.fullmatch(await asyncio.wait_for(ws.recv(), TIMEOUT)) for ws in sockets]
+        welcomes = [PUSH_URL.fullmatch(await asyncio.wait_for(ws.recv(), TIMEOUT)) for ws in sockets]
         by_worker: dict[int, list[tuple[str, str]]] = {}
         for i, match in enumerate(welcomes):
             by_worker.setdefault(int(match["port"]), []).extend((match["id"], f"{i}:{j}") for j in range(pushes_each))
@@ -344,7 +293,7 @@ def test_worker_that_cannot_start_fails_loudly_not_in_a_loop(start_master):
 
 async def _reload_with_live_clients(master: Master, clients: int) -> None:
     sockets = await asyncio.gather(*(aconnect(master.url, open_timeout=TIMEOUT) for _ in range(clients)))
-    welcomes = [URL.fullmatch(await asyncio.wait_for(ws.recv(), TIMEOUT)) for ws in sockets]
+    welcomes = [PUSH_URL.fullmatch(await asyncio.wait_for(ws.recv(), TIMEOUT)) for ws in sockets]
     old_ports = set(master.worker_ports())
     rewrite(master, workers=2, websocket="pingintvl=300 idleintvl=5000")
     master.signal(signal.SIGHUP)
@@ -359,7 +308,7 @@ async def _reload_with_live_clients(master: Master, clients: int) -> None:
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == match["id"]
 
     newcomer = await asyncio.to_thread(RawClient, master.port, auto_pong=False)
-    match = URL.fullmatch(await asyncio.to_thread(newcomer.message))
+    match = PUSH_URL.fullmatch(await asyncio.to_thread(newcomer.message))
     assert int(match["port"]) in new_ports
     assert await asyncio.to_thread(newcomer.ping, 2.0) is not None, "the new pingintvl does not apply"
     newcomer.close()
@@ -452,7 +401,7 @@ def test_reload_opens_new_listen_addresses_and_closes_removed_ones(start_master,
     master.wait_log(r"exited with code 0$")
     with connect(f"ws://127.0.0.1:{new_port}/ws", open_timeout=TIMEOUT) as ws:
         welcome(ws)
-    assert poll(lambda: refused(old_port), TIMEOUT), "the removed listen address still accepts"
+    assert poll(lambda: connection_refused(old_port), TIMEOUT), "the removed listen address still accepts"
 
 
 def test_hup_without_a_master_process_is_logged_and_ignored(start_master):
@@ -475,7 +424,7 @@ def test_quit_drains_open_sessions_then_exits(start_master):
         master.signal(signal.SIGQUIT)
         master.wait_log(r"gracefully shutting down$", count=2)
         assert poll(lambda: len(master.workers()) == 1, TIMEOUT), "the idle worker did not leave"
-        assert poll(lambda: refused(master.port), TIMEOUT), "still accepting new clients"
+        assert poll(lambda: connection_refused(master.port), TIMEOUT), "still accepting new clients"
         assert push(push_url(match), "draining") == 204
         assert ws.recv(timeout=TIMEOUT) == "draining"
         ws.send("echo")

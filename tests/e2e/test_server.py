@@ -1,7 +1,7 @@
 """The WebSocket server end to end: the real process, real clients.
 
 Clients: the ``websockets`` library (a friendly client that answers PINGs),
-``wsclient.RawClient`` (wsproto, to see PINGs and to misbehave), httpx for
+``support.wsclient.RawClient`` (wsproto, to see PINGs and to misbehave), httpx for
 pushes, and raw sockets for malformed HTTP.
 """
 
@@ -15,20 +15,12 @@ import time
 
 import httpx
 import pytest
+from support.clients import PUSH_URL, first_push_url, push_urls
+from support.processes import poll
+from support.wsclient import RawClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from wsclient import RawClient
 from wsproto.extensions import PerMessageDeflate
-
-URL = re.compile(
-    r"http://(?P<id>[A-Za-z0-9_-]{24})@(?P<host>\[[0-9a-f:.]+\]|[0-9.]+):(?P<port>\d+)(?P<path>/\S*)"
-)
-
-
-def push_urls(welcome: str) -> list[re.Match]:
-    urls = [URL.fullmatch(part) for part in welcome.split(",")]
-    assert all(urls), welcome
-    return urls
 
 
 def push(url: str, body: bytes | str = b"", **kwargs) -> httpx.Response:
@@ -47,7 +39,7 @@ def server(start_server):
 @pytest.fixture
 def client(server):
     with connect(server.url, open_timeout=5, close_timeout=2) as ws:
-        ws.push_url = receive(ws).split(",")[0]
+        ws.push_url = first_push_url(ws)
         yield ws
 
 
@@ -138,7 +130,7 @@ def test_push_binary_by_content_type(client):
 
 
 def test_push_with_query_id(client):
-    url = URL.fullmatch(client.push_url)
+    url = PUSH_URL.fullmatch(client.push_url)
     response = push(f"http://{url['host']}:{url['port']}{url['path']}?id={url['id']}", "q")
     assert response.status_code == 204
     assert receive(client) == "q"
@@ -159,7 +151,7 @@ def test_pipelined_pushes_arrive_in_order(start_server):
     server = start_server(websocket="push_queue=1000")
     count = 500
     with connect(server.url) as client:
-        url = URL.fullmatch(receive(client))
+        url = PUSH_URL.fullmatch(receive(client))
         requests = b"".join(
             b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
             % (url["id"].encode(), len(str(i)), str(i).encode())
@@ -184,7 +176,7 @@ def test_many_pushes_over_one_keepalive_connection(client):
 
 
 def test_push_answers(server, client):
-    url = URL.fullmatch(client.push_url)
+    url = PUSH_URL.fullmatch(client.push_url)
     base = f"http://{url['host']}:{url['port']}"
     ident = {"auth": (url["id"], "")}
     with httpx.Client(timeout=5) as http:
@@ -208,7 +200,7 @@ def test_push_answers(server, client):
 def test_push_answers_are_shaped_as_nginx_s(start_server):
     server = start_server(http="server_tokens off;")
     with connect(server.url, open_timeout=5) as ws:
-        url = URL.fullmatch(receive(ws))
+        url = PUSH_URL.fullmatch(receive(ws))
         with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
             sock.sendall(b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
                          b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -225,7 +217,7 @@ def test_push_answers_are_shaped_as_nginx_s(start_server):
 
 
 def test_an_upgrade_request_to_the_push_listener_is_answered_as_any_other(client):
-    url = URL.fullmatch(client.push_url)
+    url = PUSH_URL.fullmatch(client.push_url)
     upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     push_after = b"POST /ws?id=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nafter" % url["id"].encode()
     with socket.create_connection((url["host"], int(url["port"])), timeout=5) as sock:
@@ -242,7 +234,7 @@ def test_an_upgrade_request_to_the_push_listener_is_answered_as_any_other(client
 def test_push_connection_waits_keepalive_timeout_then_client_body_timeout(start_server):
     server = start_server(http="keepalive_timeout 1s; client_body_timeout 1s;")
     with connect(server.url, open_timeout=5) as ws:
-        url = URL.fullmatch(receive(ws))
+        url = PUSH_URL.fullmatch(receive(ws))
         address = (url["host"], int(url["port"]))
         with socket.create_connection(address, timeout=5) as sock:
             started = time.monotonic()
@@ -273,7 +265,7 @@ def utf8_body(size: int) -> bytes:
 def test_push_up_to_max_message_size_is_delivered_and_one_byte_more_is_413(start_server, size, status, chunked):
     server = start_server(websocket=f"max_message_size={PUSH_LIMIT}")
     with connect(server.url, open_timeout=5, close_timeout=2) as ws:
-        url = receive(ws).split(",")[0]
+        url = first_push_url(ws)
         body = utf8_body(size)
         content = iter([body[i:i + 300] for i in range(0, size, 300)]) if chunked else body
         assert push(url, content).status_code == status
@@ -288,10 +280,7 @@ def test_push_up_to_max_message_size_is_delivered_and_one_byte_more_is_413(start
 def test_push_to_departed_client_is_404(server):
     with connect(server.url) as ws:
         url = receive(ws)
-    deadline = time.monotonic() + 5
-    while push(url, "late").status_code != 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    assert poll(lambda: push(url, "late").status_code == 404, 5)
 
 
 def test_push_to_client_that_stopped_reading_is_503_and_bounded(start_server):
@@ -373,7 +362,7 @@ def test_deflate_on_with_a_real_client_library(start_server):
     server = start_server(websocket="deflate=on")
     with connect(server.url, open_timeout=5) as ws:  # websockets offers permessage-deflate by default
         assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
-        push_url = receive(ws).split(",")[0]
+        push_url = first_push_url(ws)
         message = "compress me " * 1000
         assert push(push_url, message).status_code == 204
         assert receive(ws) == message
@@ -624,7 +613,7 @@ def test_a_connection_that_sends_nothing_is_closed_quietly_after_client_header_t
         sock.sendall(b"GET /ws HTTP/1.1\r\n")  # part of a head: 408
         assert sock.recv(100).startswith(b"HTTP/1.1 408 ")
     log = server.prefix / "access.log"
-    server.wait_log(r'" 408 ', path=log)
+    server.wait_log(r'" 408 ', log="access.log")
     assert log.read_text().count("\n") == 1, log.read_text()
 
 
@@ -679,9 +668,9 @@ def test_access_log_has_handshake_101_and_push_204_in_combined_format(server):
     with connect(server.url, user_agent_header="e2e-agent") as ws:
         assert push(receive(ws), "x").status_code == 204
         receive(ws)
-    log = server.prefix / "access.log"
-    server.wait_log(r'"GET /ws HTTP/1.1" 101 \d+ "-" "e2e-agent"$', path=log)
-    server.wait_log(r'^127\.0\.0\.1 - [A-Za-z0-9_-]{24} \[[^\]]+\] "POST /ws HTTP/1.1" 204 0 "-" "python-httpx/', path=log)
+    server.wait_log(r'"GET /ws HTTP/1.1" 101 \d+ "-" "e2e-agent"$', log="access.log")
+    server.wait_log(r'^127\.0\.0\.1 - [A-Za-z0-9_-]{24} \[[^\]]+\] "POST /ws HTTP/1.1" 204 0 "-" "python-httpx/',
+                    log="access.log")
 
 
 def test_error_log_lines_have_nginx_shape(server):

@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio.testing
 
-from scheduling import scheduler_trips
+from support.scheduling import scheduler_trips
 
 from nginxws import netio
 from nginxws.netio import DEFAULT_RECEIVE_SIZE, Listener, SocketStream

@@ -9,17 +9,15 @@ payload of a few hundred kilobytes fills them; every test runs under
 from __future__ import annotations
 
 import socket
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
-from scheduling import scheduler_trips
-from wsproto import ConnectionType
-from wsproto.connection import Connection
+from support.inprocess import new_session, socket_pair
+from support.scheduling import scheduler_trips
 
 from nginxws.netio import SocketStream
-from nginxws.session import SessionProtocol, Timers
 from nginxws.wsconn import SendWatch, Session
 
 pytestmark = pytest.mark.timeout(10)
@@ -36,23 +34,9 @@ def run(test) -> None:
     trio.run(bounded)
 
 
-@contextmanager
-def pair():
-    ours, theirs = socket.socketpair()
-    for sock in (ours, theirs):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    theirs.setblocking(False)
-    try:
-        yield SocketStream(ours), theirs
-    finally:
-        ours.close()
-        theirs.close()
-
-
 def session_on(stream: SocketStream, nursery: trio.Nursery, watch: SendWatch, limit: int = 4) -> Session:
-    proto = SessionProtocol(Connection(ConnectionType.SERVER), Timers(300.0, 360.0, trio.current_time()), BIG)
-    return Session(proto, stream, limit=limit, nursery=nursery, watch=watch, send_timeout=SEND_TIMEOUT)
+    return new_session(stream, nursery, pingintvl=300.0, idleintvl=360.0, max_message_size=BIG, watch=watch,
+                       limit=limit, send_timeout=SEND_TIMEOUT)
 
 
 async def read_all(theirs: socket.socket, size: int) -> bytes:
@@ -69,7 +53,7 @@ def payload(n: int, size: int = BIG) -> bytes:
 
 def test_a_send_the_kernel_takes_goes_out_at_once_without_a_flusher():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch())
                 session.write(b"\x81\x02hi")
@@ -83,7 +67,7 @@ def test_a_send_the_kernel_takes_goes_out_at_once_without_a_flusher():
 
 def test_a_send_the_kernel_cannot_take_returns_at_once_and_the_rest_follows_in_order():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch())
                 with scheduler_trips() as steps:
@@ -101,7 +85,7 @@ def test_a_send_the_kernel_cannot_take_returns_at_once_and_the_rest_follows_in_o
 
 def test_the_backlog_is_full_at_limit_frames():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch(), limit=3)
                 session.write(payload(1))
@@ -123,7 +107,7 @@ def test_the_backlog_is_full_at_limit_frames():
 
 def test_a_closing_session_takes_no_more_pushes():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch())
                 session.close(1001, "server shutting down")
@@ -138,7 +122,7 @@ def test_a_closing_session_takes_no_more_pushes():
 async def stalled_client():
     """A client sent more than its socket buffers hold, its flusher waiting
     for it: yields (its socket, the watch, the session)."""
-    with pair() as (stream, theirs):
+    with socket_pair() as (stream, theirs):
         watch = SendWatch()
         async with trio.open_nursery() as nursery:
             session = session_on(stream, nursery, watch)
@@ -172,7 +156,7 @@ def test_a_client_that_reads_slowly_but_steadily_gets_send_timeout_anew_after_ea
 
 def test_closing_lets_the_backlog_out_first():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch())
                 session.write(payload(3))
@@ -194,7 +178,7 @@ def test_closing_lets_the_backlog_out_first():
 
 def test_a_broken_client_ends_the_flusher_and_the_session():
     async def main():
-        with pair() as (stream, theirs):
+        with socket_pair() as (stream, theirs):
             async with trio.open_nursery() as nursery:
                 session = session_on(stream, nursery, SendWatch())
                 serving = trio.Event()

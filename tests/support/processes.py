@@ -1,7 +1,7 @@
 """Running the real ``nginxws`` in tests: its process, its files, waiting on it.
 
 Imported by ``tests/conftest.py`` (the fixtures) and by tests that need the
-helpers themselves: ``from processes import NginxwsRun, poll``.
+helpers themselves: ``from support.processes import NginxwsRun, poll``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,23 @@ def poll(condition: Callable[[], bool], timeout: float) -> bool:
             return False
         time.sleep(POLL_INTERVAL)
     return True
+
+
+def wait_for_matches(read: Callable[[], str], pattern: str, *, count: int = 1, timeout: float,
+                     where: str) -> list[re.Match[str]]:
+    """Wait until ``read()`` matches ``pattern`` (a regex, multiline) ``count`` times; the matches.
+
+    Fails the test, showing ``where`` and what was read last, if it never does.
+    """
+    found: list[re.Match[str]] = []
+
+    def enough() -> bool:
+        found[:] = re.finditer(pattern, read(), re.M)
+        return len(found) >= count
+
+    if not poll(enough, timeout):
+        raise AssertionError(f"{pattern!r} x{count} never appeared in {where}:\n{read()}")
+    return found
 
 
 def accepts(address: tuple[str, int]) -> bool:
@@ -116,19 +133,6 @@ class NginxwsRun:
     def stdout(self) -> str:
         """What it wrote to stdout so far."""
         return self.stdout_path.read_text(errors="replace")
-
-    def wait_stderr(self, pattern: str, timeout: float = 5.0) -> re.Match[str]:
-        """Wait until stderr matches ``pattern`` (a regex, multiline)."""
-        found: list[re.Match[str]] = []
-
-        def matched() -> bool:
-            match = re.search(pattern, self.stderr(), re.M)
-            found.extend([match] if match else [])
-            return bool(match)
-
-        if not poll(matched, timeout):
-            raise AssertionError(f"{pattern!r} never appeared on stderr:\n{self.stderr()}")
-        return found[0]
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait for the process to exit; its exit status."""
