@@ -36,7 +36,7 @@ from nginxws.http import (
 )
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange
-from nginxws.netio import SocketStream
+from nginxws.streams import SocketStream
 from nginxws.routing import ServerGroup, normalize_host, normalize_path, select_location, target_host
 from nginxws.wsconn import Upgrade, run_session
 
@@ -178,7 +178,7 @@ class FrontDoor:
     keep-alive connection waits ``keepalive_timeout``.
     """
 
-    __slots__ = ("worker", "stream", "local", "remote", "number", "_h", "_group")
+    __slots__ = ("worker", "stream", "local", "remote", "number", "_http", "_group")
 
     def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int) -> None:
         self.worker = worker
@@ -188,26 +188,26 @@ class FrontDoor:
         self.number = number  # the connection's serial number ($connection)
         self._group = worker.router.servers_for(local)
         count, size = self._group.default_server.settings.large_client_header_buffers
-        self._h = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
+        self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
 
     async def serve(self) -> None:
-        worker, h, stream = self.worker, self._h, self.stream
+        worker, http, stream = self.worker, self._http, self.stream
         default = self._group.default_server
         settings: HttpSettings = default.settings
         first = True
         try:
             while True:
-                if not first and not h.trailing_data[0]:
+                if not first and not http.trailing_data[0]:
                     # As nginx: an idle keep-alive connection waits keepalive_timeout
                     # for the next request to begin, then client_header_timeout for
                     # the rest of its head; an idle one is closed without a word.
                     with trio.move_on_after(settings.keepalive_timeout):
-                        h.receive_data(await stream.receive_some(RECEIVE_BYTES))
-                    if not h.trailing_data[0] and not h.trailing_data[1]:
+                        http.receive_data(await stream.receive_some(RECEIVE_BYTES))
+                    if not http.trailing_data[0] and not http.trailing_data[1]:
                         return
                 exchange = Exchange(None, default, self.number)
                 try:
-                    event = await next_event(h, stream, trio.current_time() + settings.client_header_timeout)
+                    event = await next_event(http, stream, trio.current_time() + settings.client_header_timeout)
                 except ClientTimeout:
                     await self._timed_out(first, exchange, settings)
                     return
@@ -218,12 +218,12 @@ class FrontDoor:
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, h.trailing_data[0])
+                decision = decide(event, self._group, http.trailing_data[0])
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
-                    del h, event
-                    self._h = None
+                    del http, event
+                    self._http = None
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
@@ -234,10 +234,10 @@ class FrontDoor:
                     return
                 await self._answer(decision, event, exchange)
                 worker.log_access(exchange, self.remote, self.local)
-                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
                     return
                 try:
-                    h.start_next_cycle()
+                    http.start_next_cycle()
                 except h11.LocalProtocolError:
                     return
         except h11.RemoteProtocolError as err:
@@ -262,27 +262,27 @@ class FrontDoor:
         exchange.status = answer.status
         head, tokens = request.method == b"HEAD", answer.settings.server_tokens
         if answer.page:
-            exchange.sent = await send_error(self._h, self.stream, answer.status, tokens=tokens, head=head,
+            exchange.sent = await send_error(self._http, self.stream, answer.status, tokens=tokens, head=head,
                                              close=answer.close, headers=list(answer.headers))
         else:
-            exchange.sent = await send_response(self._h, self.stream, answer.status, list(answer.headers),
+            exchange.sent = await send_response(self._http, self.stream, answer.status, list(answer.headers),
                                                 answer.body, tokens=tokens, head=head, close=answer.close)
 
     async def _timed_out(self, first: bool, exchange: Exchange, settings: HttpSettings) -> None:
-        if first and not self._h.trailing_data[0]:
+        if first and not self._http.trailing_data[0]:
             # Not a byte yet: closed without a word, as nginx does
             # (ngx_http_wait_request_handler).
             self.worker.error_log.info("client timed out", conn=self.number)
             return
         self.worker.error_log.info("client timed out while reading client request headers", conn=self.number)
         exchange.status = 408
-        exchange.sent = await send_error(self._h, self.stream, 408, tokens=settings.server_tokens, close=True)
+        exchange.sent = await send_error(self._http, self.stream, 408, tokens=settings.server_tokens, close=True)
         self.worker.log_access(exchange, self.remote, self.local)
 
     async def _unparsable(self, err: h11.RemoteProtocolError, exchange: Exchange, settings: HttpSettings) -> None:
         """Answer a request h11 could not parse, as nginx would, and close."""
-        h, log = self._h, self.worker.error_log
-        buffered = h.trailing_data[0]
+        http, log = self._http, self.worker.error_log
+        buffered = http.trailing_data[0]
         line_end = buffered.find(b"\r\n")
         request_line = len(buffered) if line_end < 0 else line_end
         if request_line > settings.large_client_header_buffers[1]:
@@ -294,10 +294,10 @@ class FrontDoor:
         else:
             status = err.error_status_hint
             log.info(f"client sent invalid request: {err}", conn=self.number)
-        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        if http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             exchange.status = status
             try:
-                exchange.sent = await send_error(h, self.stream, status, tokens=settings.server_tokens, close=True)
+                exchange.sent = await send_error(http, self.stream, status, tokens=settings.server_tokens, close=True)
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             self.worker.log_access(exchange, self.remote, self.local)
@@ -307,7 +307,7 @@ class FrontDoor:
         deadline = trio.current_time() + settings.client_body_timeout
         received = 0
         while True:
-            event = await next_event(self._h, self.stream, deadline)
+            event = await next_event(self._http, self.stream, deadline)
             if isinstance(event, h11.Data):
                 received += len(event.data)
                 if received > settings.client_max_body_size:

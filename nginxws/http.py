@@ -150,40 +150,40 @@ class CoalescingStream(trio.abc.Stream):
 
 
 async def next_event(
-    conn: h11.Connection, stream: trio.abc.Stream, deadline: float
+    h11_conn: h11.Connection, stream: trio.abc.Stream, deadline: float
 ) -> h11.Event | type[h11.PAUSED]:
     """The next h11 event, reading from ``stream`` until ``deadline``.
 
     Raises ClientTimeout when the deadline passes and ClientClosed when the
     client goes away before an event is complete.
     """
-    event = conn.next_event()
+    event = h11_conn.next_event()
     if event is not h11.NEED_DATA:
         return event
     with trio.move_on_at(deadline):
-        return await receive_event(conn, stream)
+        return await receive_event(h11_conn, stream)
     raise ClientTimeout
 
 
-async def receive_event(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event | type[h11.PAUSED]:
+async def receive_event(h11_conn: h11.Connection, stream: trio.abc.Stream) -> h11.Event | type[h11.PAUSED]:
     """The next h11 event, reading from ``stream`` as long as it takes.
 
     The caller bounds the time; ClientClosed when the client goes away
     before an event is complete.
     """
     while True:
-        event = conn.next_event()
+        event = h11_conn.next_event()
         if event is not h11.NEED_DATA:
             return event
         try:
             data = await stream.receive_some(RECEIVE_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ClientClosed from None
-        conn.receive_data(data)
+        h11_conn.receive_data(data)
 
 
 async def send_response(
-    conn: h11.Connection,
+    h11_conn: h11.Connection,
     stream: trio.abc.Stream,
     status: int,
     headers: list[tuple[bytes, bytes]],
@@ -194,10 +194,10 @@ async def send_response(
     close: bool = False,
 ) -> int:
     """Send one complete response; returns the number of body bytes sent."""
-    data = conn.send(_response(status, headers, len(body), tokens, close))
+    data = h11_conn.send(_response(status, headers, len(body), tokens, close))
     if body and not head:
-        data += conn.send(h11.Data(data=body))
-    data += conn.send(h11.EndOfMessage())
+        data += h11_conn.send(h11.Data(data=body))
+    data += h11_conn.send(h11.EndOfMessage())
     await stream.send_all(data)
     return 0 if head else len(body)
 
@@ -256,7 +256,7 @@ _raw_heads: dict[tuple[int, int, bool, bool], tuple[bytes, bytes]] = {}
 
 
 async def send_error(
-    conn: h11.Connection,
+    h11_conn: h11.Connection,
     stream: trio.abc.Stream,
     status: int,
     *,
@@ -267,7 +267,7 @@ async def send_error(
 ) -> int:
     """Send nginx's error page for ``status``."""
     return await send_response(
-        conn,
+        h11_conn,
         stream,
         status,
         [(b"Content-Type", b"text/html"), *(headers or [])],

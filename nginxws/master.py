@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 * ``master_process on`` (the default): the master opens every ``listen``
   socket once, writes the pid file and starts ``worker_processes`` workers
-  as child processes (``python -m nginxws.workerproc``), each handed the open
+  as child processes (``python -m nginxws.worker_process``), each handed the open
   sockets.  The master never accepts a client or a push: clients and pushers
   talk to workers only, and each worker owns its own push ports.
 * Each worker has a *slot*, a small number; a fixed ``push_listen`` port P
@@ -56,9 +56,9 @@ from nginxws import conf
 from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
-from nginxws.sockets import BindError, distinct_listens, open_listen
+from nginxws.listen_sockets import BindError, distinct_listens, open_listen
 from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
-from nginxws.workerproc import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
+from nginxws.worker_process import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
 
 MASTER_TITLE = "nginxws: master process"
 SINGLE_TITLE = "nginxws: single worker process"
@@ -72,7 +72,7 @@ ACTIONS = {
     signal.SIGHUP: "reconfiguring",
     signal.SIGUSR1: "reopening logs",
 }
-WORKER_COMMAND = (sys.executable, "-P", "-m", "nginxws.workerproc")
+WORKER_COMMAND = (sys.executable, "-P", "-m", "nginxws.worker_process")
 # The worker imports the very nginxws this master runs, wherever it lives.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nginxws.__file__)))
 

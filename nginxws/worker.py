@@ -36,8 +36,8 @@ from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.log import AccessLogger, ErrorLogger, Exchange
-from nginxws.netio import Listener, SocketStream
-from nginxws.pushd import PushConnection
+from nginxws.streams import Listener, SocketStream
+from nginxws.pushlistener import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress

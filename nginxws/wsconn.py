@@ -32,7 +32,7 @@ from wsproto.utilities import generate_accept_token
 from nginxws.conf.model import Location, Server, WebSocket
 from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
-from nginxws.netio import SocketStream
+from nginxws.streams import SocketStream
 from nginxws.registry import Entry
 from nginxws.session import (
     CLOSE_TIMEOUT,

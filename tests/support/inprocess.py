@@ -16,7 +16,7 @@ import trio
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 
-from nginxws.netio import SocketStream
+from nginxws.streams import SocketStream
 from nginxws.session import SessionProtocol, Timers
 from nginxws.wsconn import SendWatch, Session
 

@@ -17,7 +17,7 @@ import trio.testing
 from support.inprocess import new_session, socket_pair
 from support.scheduling import scheduler_trips
 
-from nginxws.netio import SocketStream
+from nginxws.streams import SocketStream
 from nginxws.wsconn import SendWatch, Session
 
 pytestmark = pytest.mark.timeout(10)

@@ -1,6 +1,6 @@
 """The worker's streams and listeners keep trio's contract on real sockets.
 
-``nginxws.netio`` replaces trio's ``SocketStream`` on the push path; these
+``nginxws.streams`` replaces trio's ``SocketStream`` on the push path; these
 tests hold it to the contract its module docstring states: ``receive_some``
 and ``accept`` are checkpoints, ``send_all`` checks for cancellation but goes
 through the scheduler only when it has to wait, a broken peer is
@@ -23,8 +23,8 @@ import trio.testing
 
 from support.scheduling import scheduler_trips
 
-from nginxws import netio
-from nginxws.netio import DEFAULT_RECEIVE_SIZE, Listener, SocketStream
+from nginxws import streams
+from nginxws.streams import DEFAULT_RECEIVE_SIZE, Listener, SocketStream
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -568,7 +568,7 @@ class FlakyListeningSocket(socket.socket):
         return super().accept()
 
 
-@pytest.mark.parametrize("code", sorted(netio._IGNORABLE_ACCEPT_ERRNOS), ids=errno.errorcode.get)
+@pytest.mark.parametrize("code", sorted(streams._IGNORABLE_ACCEPT_ERRNOS), ids=errno.errorcode.get)
 def test_accept_goes_on_past_a_failure_of_the_one_connection_as_trio_does(code):
     async def main():
         with FlakyListeningSocket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -585,10 +585,10 @@ def test_accept_goes_on_past_a_failure_of_the_one_connection_as_trio_does(code):
     run(main)
 
 
-def test_trio_ignores_no_accept_error_that_netio_raises():
-    from trio import _highlevel_socket  # the list netio follows; checked, not imported at run time
+def test_streams_ignore_every_accept_error_trio_ignores():
+    from trio import _highlevel_socket  # the list streams follows; checked, not imported at run time
 
-    assert netio._IGNORABLE_ACCEPT_ERRNOS == frozenset(_highlevel_socket._ignorable_accept_errnos)
+    assert streams._IGNORABLE_ACCEPT_ERRNOS == frozenset(_highlevel_socket._ignorable_accept_errnos)
 
 
 @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS])

@@ -21,7 +21,7 @@ from nginxws.conf.model import Server
 from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange
-from nginxws.netio import SocketStream
+from nginxws.streams import SocketStream
 from nginxws.pushhttp import PushParser, PushRequest, push_id_from, push_message
 from nginxws.registry import PushError
 

@@ -1,4 +1,4 @@
-"""A worker process: what the master starts as ``python -m nginxws.workerproc``.
+"""A worker process: what the master starts as ``python -m nginxws.worker_process``.
 
 Hand-off between master and worker
 ----------------------------------
