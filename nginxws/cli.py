@@ -206,7 +206,7 @@ def _test(config: Config, opts: Options) -> int:
     try:
         _open_logs(config).close()
     except (LogOpenError, LogFormatError) as err:
-        _say(f"[emerg] {err}")
+        _say(str(err))
         _say(f"configuration file {config.path} test failed")
         return 1
     if not opts.quiet:
@@ -246,7 +246,7 @@ def _run(config: Config, directives: str | None) -> int:
     try:
         error_log = _open_logs(config)
     except (LogOpenError, LogFormatError) as err:
-        _say(f"[emerg] {err}")
+        _say(str(err))
         return 1
     from nginxws import master  # the serving machinery is only loaded to serve
 

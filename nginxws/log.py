@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nginxws.conf.model import AccessLog, ErrorLog, HttpSettings, Server
+from nginxws.errors import NginxwsError
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 SEVERITY = {name: number for number, name in enumerate(LEVELS)}
@@ -128,8 +129,8 @@ class _Sink:
             self.fd = -1
 
 
-class LogOpenError(Exception):
-    """A log file could not be opened; ``str()`` is nginx's message."""
+class LogOpenError(NginxwsError):
+    """A log file could not be opened; ``text`` is nginx's message."""
 
     def __init__(self, path: str, err: OSError) -> None:
         super().__init__(f'open() "{path}" failed {os_error_text(err)}')
@@ -282,8 +283,8 @@ class Exchange:
         )
 
 
-class LogFormatError(ValueError):
-    """A ``log_format`` text that cannot be compiled; ``str()`` is nginx's message."""
+class LogFormatError(NginxwsError, ValueError):
+    """A ``log_format`` text that cannot be compiled; ``text`` is nginx's message."""
 
 
 # A getter returns the variable's value, or None when nginx says "not found".

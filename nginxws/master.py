@@ -99,7 +99,7 @@ def run(config: Config, *, error_log: ErrorLogger, directives: str | None = None
         try:
             write_pid(config.pid, os.getpid())
         except PidFileError as err:
-            error_log.log(err.level, err.message)
+            error_log.log(err.level, err.text)
             return 1
         try:
             if config.daemon:
@@ -205,7 +205,7 @@ def _remove_pid(path: str, error_log: ErrorLogger) -> None:
     try:
         remove_pid(path)
     except PidFileError as err:
-        error_log.log(err.level, err.message)
+        error_log.log(err.level, err.text)
 
 
 # -- master_process off -------------------------------------------------------
@@ -368,7 +368,7 @@ class Master:
             self.error_log.log(err.level, err.text)
             return
         except LogOpenError as err:
-            self.error_log.emerg(str(err))
+            self.error_log.log(err.level, err.text)
             return
         for warning in config.warnings:
             self.error_log.log(warning.level, warning.text)

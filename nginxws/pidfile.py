@@ -12,21 +12,17 @@ from __future__ import annotations
 import os
 
 from nginxws.log import os_error_text
+from nginxws.errors import NginxwsError
 
 _READ_LIMIT = 22  # nginx reads NGX_INT64_LEN + 2 bytes
 _PID_MAX = 2**31 - 1  # the largest pid_t
 
 
-class PidFileError(Exception):
+class PidFileError(NginxwsError):
     """A pid file that cannot be written, read or understood."""
 
     def __init__(self, message: str, level: str = "error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.level = level
-
-    def __str__(self) -> str:
-        return f"[{self.level}] {self.message}"
+        super().__init__(message, level=level)
 
 
 def write_pid(path: str, pid: int) -> None:

@@ -75,7 +75,7 @@ def main() -> int:
     try:
         error_log = ErrorLogger(order.config.error_logs)
     except LogOpenError as err:
-        sys.stderr.write(f"nginxws: [emerg] {err}\n")
+        sys.stderr.write(f"nginxws: {err}\n")
         return FATAL_EXIT
     sockets = [socket.socket(fileno=fd) for fd in order.fds]
     try:

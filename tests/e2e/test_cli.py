@@ -418,7 +418,11 @@ def test_sample_conf_passes_t(nginxws_bin: str, tmp_path: Path) -> None:
 
 def test_sample_conf_serves_in_the_foreground_until_s_stop(nginxws_bin: str, run_nginxws, free_port) -> None:
     server = run_nginxws(sample_conf(free_port()))
-    assert (server.prefix / "nginxws.pid").read_text() == f"{server.pid}\n"
+    pid_file = server.prefix / "nginxws.pid"
+    # The listen socket accepts before the pid file is written (nginx orders it
+    # the same way), so wait for the file rather than read it at once.
+    assert poll(lambda: pid_file.exists() and pid_file.read_text() == f"{server.pid}\n", 10), (
+        pid_file.read_text() if pid_file.exists() else "no pid file")
     result = nginxws(nginxws_bin, "-p", str(server.prefix), "-c", server.conf.name, "-s", "stop", cwd=server.prefix)
     assert (result.returncode, result.stderr) == (0, "")
     assert server.wait_exit() == 0

@@ -167,7 +167,8 @@ def test_unopenable_file_is_an_nginx_message(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "error.log"
     with pytest.raises(LogOpenError) as caught:
         ErrorLogger((ErrorLog(str(tmp_path / "fine.log")), ErrorLog(str(path))))
-    assert str(caught.value) == f'open() "{path}" failed (2: No such file or directory)'
+    assert caught.value.text == f'open() "{path}" failed (2: No such file or directory)'
+    assert str(caught.value) == f"[emerg] {caught.value.text}"
 
 
 # --- access log: formats ------------------------------------------------------------
@@ -278,7 +279,7 @@ def test_remote_user_is_the_basic_auth_user(authorization: bytes, user: str) -> 
 def test_bad_formats_are_refused_with_nginx_messages(text: str, message: str) -> None:
     with pytest.raises(LogFormatError) as caught:
         compile_format(text)
-    assert str(caught.value) == message
+    assert caught.value.text == message
 
 
 # --- access log: escaping ---------------------------------------------------------------
