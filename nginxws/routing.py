@@ -67,6 +67,7 @@ from urllib.parse import unquote_to_bytes
 
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import Http, Listen, Location, Server, Where
+from nginxws.conf.names import claim
 from nginxws.conf.values import compile_regex
 
 # How many distinct location sequences ``match_location`` keeps compiled.  A
@@ -325,12 +326,7 @@ class ServerGroup:
         "_regexes",
     )
 
-    def __init__(
-        self,
-        address: str,
-        members: Sequence[tuple[Server, bool]],
-        warnings: list[str],
-    ) -> None:
+    def __init__(self, address: str, members: Sequence[tuple[Server, bool]]) -> None:
         """``members``: (server, default_server flag) in configuration order."""
         self.address = address  # as nginx prints it: 127.0.0.1:80, [::]:80, unix:/p
         self.servers = tuple(server for server, _ in members)
@@ -342,34 +338,16 @@ class ServerGroup:
         self._head: dict[str, Server] = {}  # ".example.org" for *.example.org
         self._tail: dict[str, Server] = {}  # "mail." for mail.*
         self._regexes: list[tuple[re.Pattern[str], Server]] = []
+        # A name an earlier server holds is ignored here; conf.load warns of
+        # it (``conf.names``), with the same rule.
         for server in self.servers:
             for name in server.server_names or ("",):
-                if not self._add_name(name, server):
-                    warnings.append(
-                        f'[warn] conflicting server name "{name}" on {address}, ignored'
-                    )
-
-    def _add_name(self, name: str, server: Server) -> bool:
-        """Index one ``server_name``; False when an earlier one holds it."""
-        if name.startswith("~"):
-            pattern = name[1:]
-            caseless = any("A" <= c <= "Z" for c in pattern)
-            self._regexes.append(
-                (_compile_or_emerg(pattern, caseless, server.where), server)
-            )
-            return True
-        name = name.translate(_ASCII_LOWER)
-        if name.startswith("*."):
-            return _claim(self._head, name[1:], server)
-        if name.startswith(".") and len(name) > 1:
-            if name[1:] in self._exact or name in self._head:
-                return False
-            self._exact[name[1:]] = server
-            self._head[name] = server
-            return True
-        if name.endswith(".*"):
-            return _claim(self._tail, name[:-1], server)
-        return _claim(self._exact, name, server)
+                if name.startswith("~"):
+                    pattern = name[1:]
+                    caseless = any("A" <= c <= "Z" for c in pattern)
+                    self._regexes.append((_compile_or_emerg(pattern, caseless, server.where), server))
+                else:
+                    claim(name, self._exact, self._head, self._tail, server)
 
     def select_server(self, host: str | bytes | None) -> Server:
         """The server for a request's ``Host`` (None when there is none).
@@ -409,13 +387,6 @@ class ServerGroup:
         return self.default_server
 
 
-def _claim(table: dict[str, Server], key: str, server: Server) -> bool:
-    if key in table:
-        return False
-    table[key] = server
-    return True
-
-
 def _resolve(host: str) -> list[str]:
     """Every address of ``host``, as the system resolver gives them."""
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
@@ -438,7 +409,7 @@ class Router:
     Built once per worker from the ``http`` block.  ``resolve`` turns a
     ``listen`` host name into addresses (the system resolver by default); a
     name that does not resolve is nginx's ``host not found`` error.
-    ``warnings`` holds nginx's ``[warn]`` lines for ignored server names.
+    (nginx's warnings for conflicting server names come from ``conf.load``.)
     """
 
     def __init__(
@@ -452,12 +423,9 @@ class Router:
                     group = members.setdefault(key, {})
                     default = group.get(id(server), (server, False))[1]
                     group[id(server)] = (server, default or listen.default_server)
-        warnings: list[str] = []
         self._groups: dict[_GroupKey, ServerGroup] = {
-            key: ServerGroup(_address_text(key), list(group.values()), warnings)
-            for key, group in members.items()
+            key: ServerGroup(_address_text(key), list(group.values())) for key, group in members.items()
         }
-        self.warnings = tuple(warnings)
         self._cache: dict[object, ServerGroup] = {}
         for server in http.servers:
             _level(server.locations)

@@ -13,10 +13,13 @@ address it resolves to.
 from __future__ import annotations
 
 import ipaddress
+from typing import TypeVar
 
 from nginxws.conf.address import Resolve
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import Http, Listen, Server
+
+T = TypeVar("T")
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -30,40 +33,42 @@ def conflicting_server_names(http: Http, resolve: Resolve) -> list[ConfigError]:
                 groups.setdefault(address, {}).setdefault(id(server), server)
     warnings = []
     for address, servers in groups.items():
-        exact: set[str] = set()
-        head: set[str] = set()
-        tail: set[str] = set()
+        exact: dict[str, Server] = {}
+        head: dict[str, Server] = {}
+        tail: dict[str, Server] = {}
         for server in servers.values():
             for name in server.server_names or ("",):
-                if not _claim(name, exact, head, tail):
+                if not name.startswith("~") and not claim(name, exact, head, tail, server):
                     warnings.append(
                         ConfigError(f'conflicting server name "{name}" on {address}, ignored', level="warn")
                     )
     return warnings
 
 
-def _claim(name: str, exact: set[str], head: set[str], tail: set[str]) -> bool:
-    """Record one name; False when an earlier server holds it."""
-    if name.startswith("~"):
-        return True
+def claim(name: str, exact: dict[str, T], head: dict[str, T], tail: dict[str, T], holder: T) -> bool:
+    """Record ``holder`` for a ``server_name`` that is not a regular
+    expression, in the tables routing looks names up in: ``exact`` names,
+    ``head`` (``.example.org`` for ``*.example.org``) and ``tail`` (``mail.``
+    for ``mail.*``).  False when an earlier holder has it (nginx's
+    ``conflicting server name``)."""
     name = name.translate(_ASCII_LOWER)
     if name.startswith("*."):
-        return _add(head, name[1:])
+        return _add(head, name[1:], holder)
     if name.startswith(".") and len(name) > 1:
         if name[1:] in exact or name in head:
             return False
-        exact.add(name[1:])
-        head.add(name)
+        exact[name[1:]] = holder
+        head[name] = holder
         return True
     if name.endswith(".*"):
-        return _add(tail, name[:-1])
-    return _add(exact, name)
+        return _add(tail, name[:-1], holder)
+    return _add(exact, name, holder)
 
 
-def _add(names: set[str], name: str) -> bool:
-    if name in names:
+def _add(table: dict[str, T], key: str, holder: T) -> bool:
+    if key in table:
         return False
-    names.add(name)
+    table[key] = holder
     return True
 
 
