@@ -86,14 +86,6 @@ def error_page(status: int, tokens: bool) -> bytes:
     ).encode()
 
 
-def header(request: h11.Request, name: bytes) -> bytes | None:
-    """The first value of header ``name`` (lower case) of ``request``, or None."""
-    for key, value in request.headers:
-        if key == name:
-            return value
-    return None
-
-
 def headers(request: h11.Request, names: frozenset[bytes]) -> dict[bytes, bytes]:
     """The first value of each header of ``names`` (lower case) that ``request`` has."""
     found: dict[bytes, bytes] = {}

@@ -149,8 +149,7 @@ class SessionProtocol:
     asks: the close frame, then no wait for an answer.
     """
 
-    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "close_code", "closing", "done",
-                 "_close_by", "_plain")
+    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "_plain")
 
     def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
         """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
@@ -159,15 +158,10 @@ class SessionProtocol:
         self.max_message_size = max_message_size
         self._parts: list[str | bytes] | None = None  # the data message being assembled
         self._size = 0
-        self.close_code: int | None = None  # the code of the server's close frame, once sent
         self.closing = False
         self.done = False
         self._close_by = 0.0
         self._plain = not extensions
-
-    @property
-    def open(self) -> bool:
-        return self.ws.state is ConnectionState.OPEN
 
     @property
     def deadline(self) -> float:
@@ -184,7 +178,6 @@ class SessionProtocol:
         """The server's close frame (b"" if a close was already sent)."""
         if self.ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             return b""
-        self.close_code = code
         self.closing = True
         self._close_by = now + CLOSE_TIMEOUT
         return self.ws.send(CloseConnection(code=code, reason=reason))
