@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import trio
 
+    from nginxws.channels import Channels
     from nginxws.conf.model import Server
     from nginxws.log import ErrorLogger, Exchange
     from nginxws.registry import Registry
@@ -40,12 +41,17 @@ class SendWatching(Protocol):
 class WorkerContext(Protocol):
     router: Router  # listen address -> servers -> locations
     registry: Registry  # this worker's push IDs
+    channels: Channels  # this worker's channels and their sessions
     send_watch: SendWatching
     error_log: ErrorLogger
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
 
     def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:
         """The push URLs' addresses of this worker for ``server``."""
+
+    def publish(self, channel: str, message: str | bytes) -> int:
+        """Deliver to ``channel`` on every worker of the host; the number of
+        this worker's subscribers that got it."""
 
     def add_session(self, session: LiveSession) -> None: ...
 

@@ -24,7 +24,8 @@ import h11
 import trio
 from wsproto.utilities import split_comma_header
 
-from nginxws.conf.model import HttpSettings, Return, Server
+from nginxws.channel_names import valid_channel
+from nginxws.conf.model import HttpSettings, Location, Return, Server
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
@@ -36,12 +37,17 @@ from nginxws.http import (
 )
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange
+from nginxws.pushhttp import push_message
+from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import ServerGroup, normalize_host, normalize_path, select_location, target_host
+from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-ROUTING_HEADERS = frozenset({b"host", b"content-length"})
+ROUTING_HEADERS = frozenset({b"host", b"content-length", b"content-type"})
+PUBLISHED = 202  # accepted for delivery: on this worker at once, on the others through the bus
+JSON = (b"Content-Type", b"application/json")
+TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
 def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
@@ -85,6 +91,11 @@ def read_handshake(request: h11.Request) -> int | tuple[bytes, tuple[str, ...]]:
     return 400 if undecodable else (key, tuple(offers))
 
 
+def body_limit(settings: HttpSettings) -> float:
+    """``client_max_body_size``; 0 turns the check off, as in nginx."""
+    return settings.client_max_body_size or float("inf")
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """An answer the front door decided on, before anything is written."""
@@ -101,16 +112,55 @@ class Answer:
     log: tuple[str, str] | None = None  # (error_log level, message)
 
 
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A POST to a ``websocket_publish`` location: its body goes to ``channel``."""
+
+    channel: str
+    server: Server
+    settings: HttpSettings
+    content_type: bytes | None
+
+
+class RequestVars:
+    """What nginx variables read of a request (``conf.variables.RequestVars``),
+    built only for a location whose directives use them."""
+
+    __slots__ = ("target", "headers", "remote_addr", "uri", "captures")
+
+    def __init__(self, request: h11.Request, remote, path: str, captures) -> None:
+        self.target = request.target
+        self.headers = request.headers
+        self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.uri = path
+        self.captures = captures
+
+
+def expand_channels(location: Location, variables: RequestVars) -> tuple[str, ...] | None:
+    """The channels of ``websocket_channels`` for this request, in order and
+    once each (an empty expansion joins nothing); None if one breaks the
+    channel-name rule."""
+    names: dict[str, None] = {}
+    for value in location.channels:
+        name = value.evaluate(variables)
+        if name:
+            if not valid_channel(name):
+                return None
+            names[name] = None
+    return tuple(names)
+
+
 HANDSHAKE_HEADERS = {
     426: ((b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13")),
     405: ((b"Allow", b"GET"),),
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes) -> Answer | Upgrade:
-    """What to do with one request that arrived on an address of ``group``:
-    its answer, or the WebSocket session it opens (``trailing``: what the
-    client sent after it, its first frames)."""
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer | Upgrade | Publish:
+    """What to do with one request that arrived on an address of ``group``
+    from ``remote``: its answer, the WebSocket session it opens
+    (``trailing``: what the client sent after it, its first frames), or the
+    publish it makes."""
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -128,13 +178,14 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes) -> Answer 
     if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
         return Answer(494, server, settings, close=True)
 
-    location = None if server.return_ else select_location(server.locations, path)
+    match = None if server.return_ else match_location(server.locations, path)
+    location = None if match is None else match.location
     if location is not None:
         settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
     length = found.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > settings.client_max_body_size:
+    if length is not None and length.isdigit() and int(length) > body_limit(settings):
         return Answer(413, server, settings, close=True,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
 
@@ -144,7 +195,22 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes) -> Answer 
             return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
                           read_body=True)
         key, offers = handshake
-        return Upgrade(key, offers, trailing, server, location, path)
+        if not location.channels:
+            return Upgrade(key, offers, trailing, server, location, path)
+        channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
+        if channels is None:
+            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
+        return Upgrade(key, offers, trailing, server, location, path, channels)
+
+    if location is not None and location.publish is not None and answer is None:
+        if request.method != b"POST":
+            return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
+        if not valid_channel(channel):
+            text = b"invalid channel name\n" if channel else b"no channel name\n"
+            return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
+                          log=("info", "client sent invalid channel name" if channel else "no channel name"))
+        return Publish(channel, server, settings, found.get(b"content-type"))
 
     if answer is not None:
         return _return(answer, server, settings, found.get(b"host"))
@@ -218,7 +284,7 @@ class FrontDoor:
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0])
+                decision = decide(event, self._group, http.trailing_data[0], self.remote)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -232,7 +298,10 @@ class FrontDoor:
                     exchange.status, exchange.sent = await session
                     worker.log_access(exchange, self.remote, self.local)
                     return
-                await self._answer(decision, event, exchange)
+                if isinstance(decision, Publish):
+                    await self._publish(decision, event, exchange)
+                else:
+                    await self._answer(decision, event, exchange)
                 worker.log_access(exchange, self.remote, self.local)
                 if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
                     return
@@ -267,6 +336,32 @@ class FrontDoor:
         else:
             exchange.sent = await send_response(self._http, self.stream, answer.status, list(answer.headers),
                                                 answer.body, tokens=tokens, head=head, close=answer.close)
+
+    async def _publish(self, publish: Publish, request: h11.Request, exchange: Exchange) -> None:
+        """Read the body, hand it to every subscriber of the channel on every
+        worker, answer 202 with how many of this worker's subscribers got it."""
+        exchange.server, exchange.settings = publish.server, publish.settings
+        settings = publish.settings
+        tokens = settings.server_tokens
+        try:
+            body = await self._read_body(settings, keep=True)
+        except _TooLarge as err:
+            self.worker.error_log.error(f"client intended to send too large chunked body: {err.size} bytes",
+                                        conn=self.number)
+            exchange.status = 413
+            exchange.sent = await send_error(self._http, self.stream, 413, tokens=tokens, close=True)
+            return
+        try:
+            message = push_message(body, publish.content_type, body_limit(settings))
+        except PushError as err:
+            exchange.status = err.status
+            exchange.sent = await send_response(self._http, self.stream, err.status, [TEXT],
+                                                f"{err.reason}\n".encode(), tokens=tokens)
+            return
+        delivered = self.worker.publish(publish.channel, message)
+        exchange.status = PUBLISHED
+        body = b'{"channel": "%s", "local_subscribers": %d}\n' % (publish.channel.encode(), delivered)
+        exchange.sent = await send_response(self._http, self.stream, PUBLISHED, [JSON], body, tokens=tokens)
 
     async def _timed_out(self, first: bool, exchange: Exchange, settings: HttpSettings) -> None:
         if first and not self._http.trailing_data[0]:
@@ -303,16 +398,38 @@ class FrontDoor:
             self.worker.log_access(exchange, self.remote, self.local)
 
     async def _discard_body(self, settings: HttpSettings) -> None:
-        """Read and drop a request body, bounded by size and time."""
+        """Read and drop a request body, bounded by size and time (past the
+        size, the connection is closed)."""
+        try:
+            await self._read_body(settings, keep=False)
+        except _TooLarge:
+            raise ClientClosed from None
+
+    async def _read_body(self, settings: HttpSettings, *, keep: bool) -> bytes:
+        """The request body (``b""`` unless ``keep``): it must arrive within
+        ``client_body_timeout`` and fit ``client_max_body_size``
+        (``_TooLarge`` past it)."""
         deadline = trio.current_time() + settings.client_body_timeout
+        limit = body_limit(settings)
         received = 0
+        parts: list[bytes] = []
         while True:
             event = await next_event(self._http, self.stream, deadline)
             if isinstance(event, h11.Data):
                 received += len(event.data)
-                if received > settings.client_max_body_size:
-                    raise ClientClosed
+                if received > limit:
+                    raise _TooLarge(received)
+                if keep:
+                    parts.append(event.data)
             elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
-                return
+                return b"".join(parts)
             elif isinstance(event, h11.ConnectionClosed):
                 raise ClientClosed
+
+
+class _TooLarge(Exception):
+    """A request body past ``client_max_body_size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size

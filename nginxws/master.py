@@ -30,6 +30,10 @@ Theory of operation
 * Every child is waited for (no zombies) and the master holds only the
   descriptors it needs: listen sockets, its logs, one channel per worker
   (its lifeline: a worker whose master dies shuts down gracefully).
+* The channels also carry the host's bus (``nginxws.bus``): what is
+  published on one worker, the master relays to every other ready worker,
+  of every generation, in the order it was published.  The master reads no
+  message; it splits frames and queues them per worker.
 * ``master_process off``: the same process opens the sockets and runs one
   worker in itself; HUP is logged and ignored, since reloading needs a
   master.
@@ -52,7 +56,7 @@ import setproctitle
 import trio
 
 import nginxws
-from nginxws import conf
+from nginxws import bus, conf
 from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
@@ -257,6 +261,7 @@ class WorkerProcess:
     ready: bool = False
     stopping: bool = False  # told to stop: never restarted
     push: list[str] = field(default_factory=list)
+    outbox: bus.Outbox | None = None  # bus frames for it, once it is ready
 
     @property
     def pid(self) -> int:
@@ -460,10 +465,11 @@ class Master:
         return sockets
 
     async def _await_ready(self, worker: WorkerProcess) -> None:
-        """Read the worker's ``ready`` line (or the end of its channel, or time out)."""
+        """Read the worker's ``ready`` line (or the end of its channel, or time
+        out); once ready, the channel carries the bus (``_relay``)."""
         line = b""
         with trio.move_on_after(WORKER_START_TIMEOUT):
-            while not line.endswith(b"\n"):
+            while b"\n" not in line:
                 try:
                     chunk = await worker.channel.receive_some()
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -471,11 +477,38 @@ class Master:
                 if not chunk:
                     break
                 line += chunk
-        if line.startswith(READY) and line.endswith(b"\n"):
+        line, newline, rest = line.partition(b"\n")
+        if line.startswith(READY) and newline:
             worker.ready = True
             worker.push = json.loads(line[len(READY):])
             if worker.push:
                 self.error_log.notice(f"worker process {worker.pid} accepts pushes on {', '.join(worker.push)}")
+            worker.outbox = bus.Outbox(lambda: self.error_log.alert(
+                f"worker process {worker.pid} does not read its channel: channel messages for it are dropped"))
+            self._nursery.start_soon(self._relay, worker, rest)
+
+    async def _relay(self, worker: WorkerProcess, initial: bytes) -> None:
+        """The bus through the master: each frame ``worker`` publishes goes to
+        every other ready worker, draining ones included; what the others
+        publish goes to ``worker``.  Ends with the channel."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_bus, worker)
+            try:
+                await bus.receive(worker.channel, lambda frame: self._forward(worker, frame), initial)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            nursery.cancel_scope.cancel()
+
+    async def _write_bus(self, worker: WorkerProcess) -> None:
+        try:
+            await worker.outbox.run(worker.channel)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _forward(self, source: WorkerProcess, frame: bytes) -> None:
+        for worker in self.workers.values():
+            if worker is not source and worker.outbox is not None:
+                worker.outbox.put(frame)
 
     async def _supervise(self, worker: WorkerProcess) -> None:
         """Wait for the worker to exit (reaping it), log it, restart it if it died."""

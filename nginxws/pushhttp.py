@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import httptools
 
+from nginxws.channel_names import valid_channel
 from nginxws.conf.model import Location, Server
 from nginxws.registry import PushError
 from nginxws.routing import normalize_path, select_location
@@ -289,3 +290,20 @@ def push_message(body: bytes, content_type: bytes | None, max_size: int) -> str 
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise PushError(400, "text push body is not valid UTF-8") from None
+
+
+CHANNEL_CHANGES = ("subscribe", "unsubscribe")
+
+
+def channel_changes(query: bytes) -> list[tuple[str, str]]:
+    """The channel changes a push asks for (``?subscribe=NAME``,
+    ``?unsubscribe=NAME``, any number, in order): a list of (what, name),
+    empty for an ordinary push; 400 for a name that breaks the rule."""
+    if b"subscribe=" not in query:
+        return []
+    changes = [(key, value) for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+               if key in CHANNEL_CHANGES]
+    for _, name in changes:
+        if not valid_channel(name):
+            raise PushError(400, "invalid channel name")
+    return changes

@@ -22,7 +22,7 @@ from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange
 from nginxws.streams import SocketStream
-from nginxws.pushhttp import PushParser, PushRequest, push_id_from, push_message
+from nginxws.pushhttp import PushParser, PushRequest, channel_changes, push_id_from, push_message
 from nginxws.registry import PushError
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
@@ -128,11 +128,30 @@ class PushConnection:
         location = request.location
         limit = location.websocket.max_message_size
         push_id = push_id_from(request.authorization, request.query)
-        message = push_message(b"".join(request.body), request.content_type, limit)
         exchange.settings = location.settings
+        if request.query:
+            changes = channel_changes(request.query)
+            if changes:
+                self._change_channels(request, push_id, changes)
+                return
+        message = push_message(b"".join(request.body), request.content_type, limit)
         target = self.worker.registry.target(push_id, location)
         if not target.push(message):
             raise PushError(404, "client has gone")
+
+
+    def _change_channels(self, request: PushRequest, push_id: str, changes: list[tuple[str, str]]) -> None:
+        """``?subscribe=NAME`` / ``?unsubscribe=NAME``: the client's channels
+        change, effective for the next publish; the request has no body."""
+        if any(request.body):
+            raise PushError(400, "a push that changes channels has no body")
+        session = self.worker.registry.session(push_id, request.location)
+        channels = self.worker.channels
+        for what, name in changes:
+            if what == "subscribe":
+                channels.join(session, name)
+            else:
+                channels.leave(session, name)
 
 
 def _error(status: int, reason: str, headers, tokens: bool, close: bool, head: bool = False) -> tuple[bytes, int]:

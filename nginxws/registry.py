@@ -74,6 +74,14 @@ class Registry:
     def remove(self, push_id: str) -> None:
         self._entries.pop(push_id, None)
 
+    def session(self, push_id: str, location: Location) -> PushTarget:
+        """The session ``push_id`` names at ``location``, full or not; 404 if
+        this worker does not hold it."""
+        entry = self._entries.get(push_id)
+        if entry is None or entry.location is not location:
+            raise PushError(404, "unknown push ID")
+        return entry.target
+
     def target(self, push_id: str, location: Location) -> PushTarget:
         """The session a push to ``push_id`` at ``location`` goes to, or
         PushError: 404 for an ID not held here, 503 while its backlog is full."""

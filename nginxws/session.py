@@ -149,7 +149,7 @@ class SessionProtocol:
     asks: the close frame, then no wait for an answer.
     """
 
-    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "_plain")
+    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain")
 
     def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
         """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
@@ -161,7 +161,7 @@ class SessionProtocol:
         self.closing = False
         self.done = False
         self._close_by = 0.0
-        self._plain = not extensions
+        self.plain = not extensions  # no extension: frames carry no state (channels share them)
 
     @property
     def deadline(self) -> float:
@@ -170,7 +170,7 @@ class SessionProtocol:
     def message(self, data: str | bytes) -> bytes | bytearray | None:
         if self.ws.state is not ConnectionState.OPEN:
             return None
-        if self._plain:
+        if self.plain:
             return _PLAIN_FRAMES.send_data(data)
         return self.ws.send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
 

@@ -32,6 +32,8 @@ import traceback
 import setproctitle
 import trio
 
+from nginxws import bus
+from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
 from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
@@ -76,6 +78,10 @@ class Worker:
         self.error_log = error_log
         self.router = Router(config.http)
         self.registry = Registry()
+        self.channels = Channels()
+        # Frames for the other workers, through the master; None when there
+        # are none (``master_process off``).
+        self.bus: bus.Outbox | None = None
         self.sessions: set[Session] = set()
         self.send_watch = SendWatch()
         self._access_logs: dict[tuple, AccessLogger] = {}
@@ -96,6 +102,35 @@ class Worker:
         self.sessions.discard(session)
         if not self.sessions and self.draining:
             self._drained.set()
+
+    # -- channels ----------------------------------------------------------
+
+    def publish(self, channel: str, message: str | bytes) -> int:
+        """Deliver ``message`` to ``channel`` here and hand it to the bus for
+        the other workers; how many subscribers of this worker got it."""
+        delivered = self._deliver(channel, message)
+        if self.bus is not None:
+            self.bus.put(bus.encode(channel, message))
+        return delivered
+
+    def deliver_frame(self, frame: bytes) -> None:
+        """A bus frame from another worker: deliver it to this worker's subscribers."""
+        channel, message = bus.decode(frame)
+        self._deliver(channel, message)
+
+    def _deliver(self, channel: str, message: str | bytes) -> int:
+        delivered, slow = self.channels.publish(channel, message)
+        if slow:
+            self._close_slow(channel, slow)
+        return delivered
+
+    def _close_slow(self, channel: str, slow: list[Subscriber]) -> None:
+        for session in slow:
+            session.close(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON)
+        self.error_log.warn(
+            f'closed {len(slow)} slow subscriber(s) of channel "{channel}" with {SLOW_CLOSE_CODE}: '
+            f"push_queue ({slow[0].limit}) messages were waiting for each"
+        )
 
     def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:
         return self._push_addresses[id(server)]

@@ -9,9 +9,11 @@ Hand-off between master and worker
   pickled :class:`Order` (the configuration, the worker's slot and the
   descriptor numbers of its listen sockets), preceded by its length.
 * Once the worker listens for pushes, the child writes one line back,
-  ``ready`` followed by its push addresses as JSON.  The channel then stays
-  open as a lifeline: when the master dies, its end closes and the worker
-  shuts down gracefully instead of living on as an orphan holding the ports.  A worker that cannot start (its push port cannot be bound, its
+  ``ready`` followed by its push addresses as JSON.  The channel then
+  carries the bus (``nginxws.bus``: channel messages between workers,
+  through the master) and stays open as a lifeline: when the master dies,
+  its end closes and the worker shuts down gracefully instead of living on
+  as an orphan holding the ports.  A worker that cannot start (its push port cannot be bound, its
   log cannot be opened) logs the ``[emerg]`` line and exits with status
   ``FATAL_EXIT`` (2), which the master never respawns, as nginx's.
 * The worker's shutdown signals are blocked from the first line of
@@ -68,6 +70,7 @@ def main() -> int:
     import setproctitle
     import trio
 
+    from nginxws.bus import Outbox
     from nginxws.log import ErrorLogger, LogOpenError
     from nginxws.worker import Worker
 
@@ -80,7 +83,10 @@ def main() -> int:
     sockets = [socket.socket(fileno=fd) for fd in order.fds]
     try:
         set_rlimit_nofile(order.config.worker_rlimit_nofile, error_log)
-        status = trio.run(_serve, Worker(order.config, order.slot, error_log), sockets)
+        worker = Worker(order.config, order.slot, error_log)
+        worker.bus = Outbox(lambda: error_log.alert(
+            "the master process does not read the channel: messages for the other workers are dropped"))
+        status = trio.run(_serve, worker, sockets)
     finally:
         for sock in sockets:
             sock.close()
@@ -103,7 +109,7 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         _report_ready([a.netloc for addresses in push_addresses.values() for a in addresses])
-        nursery.start_soon(_watch_master, worker)
+        nursery.start_soon(_talk_to_master, worker)
     return 0
 
 
@@ -115,20 +121,28 @@ async def _run_worker(worker: Worker, sockets, watching, *, task_status) -> None
         watching.cancel()
 
 
-async def _watch_master(worker: Worker) -> None:
-    """Shut down gracefully if the master dies (its end of the channel closes).
+async def _talk_to_master(worker: Worker) -> None:
+    """The channel to the master after ``ready``: the bus (``nginxws.bus``)
+    both ways, and the lifeline: when the master dies (its end closes), shut
+    down gracefully.
 
     nginx's workers outlive a killed master and keep its ports; ours drain
     their clients and exit, so a new master can take over cleanly.
     """
     import trio
 
-    lifeline = trio.socket.from_stdlib_socket(socket.socket(fileno=os.dup(0)))
+    from nginxws import bus
+
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=os.dup(0))))
     try:
-        while await lifeline.recv(1024):
-            pass
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.bus.run, stream)
+            await bus.receive(stream, worker.deliver_frame)
+            nursery.cancel_scope.cancel()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
     finally:
-        lifeline.close()
+        stream.socket.close()
     worker.error_log.alert("master process is gone, gracefully shutting down")
     os.kill(os.getpid(), signal.SIGQUIT)
 
@@ -158,7 +172,7 @@ def _report_ready(push_addresses: list[str]) -> None:
     try:
         os.write(0, READY + json.dumps(push_addresses).encode() + b"\n")
     except OSError:
-        pass  # the master is gone: _watch_master sees it
+        pass  # the master is gone: _talk_to_master sees it
 
 
 def set_rlimit_nofile(limit: int | None, error_log: ErrorLogger) -> None:

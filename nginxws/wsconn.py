@@ -60,6 +60,7 @@ class Upgrade:
     server: Server
     location: Location
     path: str
+    channels: tuple[str, ...] = ()  # ``websocket_channels``, expanded and checked
 
 
 def negotiate(offers: tuple[str, ...], settings: WebSocket) -> tuple[list[Extension], bytes | None]:
@@ -106,7 +107,7 @@ class Session:
     """
 
     __slots__ = (
-        "proto", "stream", "bytes_sent", "limit", "timed_out",
+        "proto", "stream", "bytes_sent", "limit", "timed_out", "channels",
         "_backlog", "_flushed", "_scope", "_nursery", "_watch", "_send_timeout",
     )
 
@@ -117,6 +118,7 @@ class Session:
         self.bytes_sent = 0
         self.limit = limit
         self.timed_out = False  # a write took over send_timeout: drop, no close handshake
+        self.channels: set[str] | None = None  # the channels it joined (``channels.Channels``)
         self._backlog: deque[memoryview] | None = None  # not None while the flusher runs
         self._flushed: trio.Event | None = None  # set when the flusher ends
         self._scope: trio.CancelScope | None = None  # the session task's current wait
@@ -136,6 +138,29 @@ class Session:
         frame = self.proto.message(message)
         if frame is None:
             return False
+        try:
+            self.write(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.abort()
+            return False
+        return True
+
+    def deliver(self, frame: bytes, message: str | bytes) -> bool | None:
+        """Write a channel message without waiting for the client: ``frame``
+        (built once for every subscriber) unless this session frames
+        ``message`` itself (permessage-deflate).  True if written or queued,
+        False if the session is closing or gone, None if ``limit`` frames
+        already wait (the subscriber is too slow: the caller closes it)."""
+        proto = self.proto
+        if proto.closing or proto.done:
+            return False
+        backlog = self._backlog
+        if backlog is not None and len(backlog) >= self.limit:
+            return None
+        if not proto.plain:
+            frame = proto.message(message)
+            if frame is None:
+                return False
         try:
             self.write(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -299,12 +324,15 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
                       watch=worker.send_watch, send_timeout=location.settings.send_timeout)
     push_id = new_id()
+    channels = upgrade.channels
     if settings.welcome:
         first += proto.message(welcome_message(push_id, worker.push_addresses(server), upgrade.path))
     if upgrade.trailing:
         first += proto.receive(upgrade.trailing, now)
     del upgrade  # nothing of the handshake outlives the 101
     worker.registry.add(push_id, Entry(location, session))
+    for name in channels:
+        worker.channels.join(session, name)
     worker.add_session(session)
     try:
         session.write(first)
@@ -315,6 +343,8 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
             return CLIENT_CLOSED_REQUEST, 0
     finally:
         worker.registry.remove(push_id)
+        if session.channels:
+            worker.channels.leave_all(session)
         worker.remove_session(session)
         if session.timed_out:
             worker.error_log.info("client timed out while sending to client", conn=conn)
