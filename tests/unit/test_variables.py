@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import pickle
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nginxws.conf.model import HttpSettings, Location, WebSocket
 from nginxws.conf.values import compile_regex
 from nginxws.conf.variables import (
     Argument,
@@ -212,6 +217,30 @@ def test_a_constant_value_is_its_text_without_reading_the_request() -> None:
     assert not compile_value("news-$1").constant
 
 
+def test_values_and_locations_with_channels_pickle() -> None:
+    channels = (
+        compile_value("$arg_room"),
+        compile_value("news"),
+        compile_value("room-$room$1", captures=frozenset({"room"})),
+        compile_value("$http_x_room$cookie_room$host$uri$args$request_uri$remote_addr"),
+    )
+    location = Location(
+        "~",
+        r"^/named/(?<room>\w+)$",
+        HttpSettings(),
+        websocket=WebSocket(),
+        channels=channels,
+        locations=(Location("", "/pub", HttpSettings(), publish=compile_value("$arg_channel")),),
+    )
+    copy = pickle.loads(pickle.dumps(location))
+    assert copy == location
+    assert [c.constant for c in copy.channels] == [False, True, False, False]
+    match = compile_regex(location.pattern).search("/named/lobby")
+    request = Request(target=b"/named/lobby?room=r", captures=match)
+    assert [c.evaluate(request) for c in copy.channels[:3]] == ["r", "news", "room-lobbylobby"]
+    assert copy.locations[0].publish.evaluate(Request(target=b"/pub?channel=c")) == "c"
+
+
 def test_equal_texts_compile_to_equal_values() -> None:
     assert compile_value("a$arg_b") == compile_value("a$arg_b")
     assert compile_value("a$arg_b") != compile_value("a$arg_c")
@@ -221,3 +250,27 @@ def test_equal_texts_compile_to_equal_values() -> None:
 def test_request_is_the_protocol_a_value_reads() -> None:
     # The runtime passes its own objects; the plain Request has exactly the fields evaluation reads.
     assert Request.__slots__ == ("target", "headers", "remote_addr", "uri", "captures")
+
+
+# -- any text -------------------------------------------------------------------------
+
+# Pieces that matter to the scanner, joined in any order.
+PIECES = st.sampled_from(list("${}_aA19-/ ") + ["$arg_", "$http_", "$cookie_", "$uri", "${", "$aA"])
+
+
+@given(st.lists(PIECES, max_size=12).map("".join))
+def test_any_text_compiles_or_fails_with_a_message(text: str) -> None:
+    request = Request(target=b"/a?b=c", headers=[(b"cookie", b"a=1")], captures=compile_regex("(a)").search("a"))
+    try:
+        value = compile_value(text, captures=frozenset({"aA"}))
+    except ComplexValueError as err:
+        assert str(err)
+    else:
+        assert isinstance(value.evaluate(request), str)
+        assert value.constant == ("$" not in text)
+
+
+@given(st.text().filter(lambda t: "$" not in t))
+def test_text_without_dollar_is_constant_and_itself(text: str) -> None:
+    value = compile_value(text)
+    assert value.constant and value.evaluate(Request()) == text
