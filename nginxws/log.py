@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nginxws.conf.model import AccessLog, ErrorLog, HttpSettings, Server
+from nginxws.conf.variables import ComplexValueError, InvalidVariableName, header_value, host_name, scan
 from nginxws.errors import NginxwsError
 
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
@@ -293,10 +294,7 @@ Formatter = Callable[[AccessEntry, float], bytes]
 
 
 def _header(entry: AccessEntry, name: bytes) -> bytes | None:
-    values = [v for n, v in entry.headers if n == name]
-    if not values:
-        return None
-    return (b"; " if name == b"cookie" else b", ").join(values)
+    return header_value(entry.headers, name)
 
 
 def _remote_user(entry: AccessEntry, now: float) -> bytes | None:
@@ -341,11 +339,7 @@ def _is_args(entry: AccessEntry, now: float) -> bytes:
 def _host(entry: AccessEntry, now: float) -> bytes:
     host = _header(entry, b"host")
     if host:
-        if host.startswith(b"["):
-            host = host[: host.find(b"]") + 1]
-        else:
-            host = host.partition(b":")[0]
-        return host.lower()
+        return host_name(host)
     return entry.server_name.encode()
 
 
@@ -445,42 +439,29 @@ def _render_variable(name: str, escape: str) -> Callable[[AccessEntry, float], b
     return render
 
 
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_]*")
-
-
 def compile_format(text: str, escape: str = "default") -> Formatter:
     """Compile a ``log_format`` text into a function ``(entry, now) -> line``.
 
-    ``$name`` and ``${name}`` are variables (names of letters, digits and
-    ``_``); everything else is copied.  Raises ``LogFormatError`` with
-    nginx's message for an unknown variable or a malformed reference.
+    ``$name`` and ``${name}`` are variables, read by the scanner of every
+    value with variables (``nginxws.conf.variables.scan``); everything else
+    is copied.  Raises ``LogFormatError`` with nginx's message for an
+    unknown variable or a malformed reference (``invalid parameter``, the
+    log module's word for a ``$`` that starts no name).
     """
     if escape not in _ESCAPING:
         raise LogFormatError(f'unknown log format escaping "{escape}"')
     parts: list[bytes | Callable[[AccessEntry, float], bytes]] = []
-    pos = 0
-    while pos < len(text):
-        dollar = text.find("$", pos)
-        if dollar < 0:
-            parts.append(text[pos:].encode())
-            break
-        if dollar > pos:
-            parts.append(text[pos:dollar].encode())
-        start = dollar + 1
-        braced = text.startswith("{", start)
-        if braced:
-            start += 1
-        end = _NAME_CHARS.match(text, start).end()
-        name = text[start:end]
-        if not name:
-            raise LogFormatError(f'invalid parameter "{text}"')
-        if braced:
-            if not text.startswith("}", end):
-                raise LogFormatError(f'the closing bracket in "{name}" variable is missing')
-            end += 1
-        op = _LOG_OPS.get(name)
-        parts.append(op if op is not None else _render_variable(name, escape))
-        pos = end
+    try:
+        for piece in scan(text):
+            if isinstance(piece, str):
+                parts.append(piece.encode())
+                continue
+            op = _LOG_OPS.get(piece.name)
+            parts.append(op if op is not None else _render_variable(piece.name, escape))
+    except InvalidVariableName:
+        raise LogFormatError(f'invalid parameter "{text}"') from None
+    except ComplexValueError as err:
+        raise LogFormatError(str(err)) from None
     parts.append(b"\n")
     frozen = tuple(parts)
 

@@ -33,7 +33,7 @@ from nginxws.conf.drafts import (
     LocationDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.handlers import Context
+from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, Context
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
     AccessLog,
@@ -225,12 +225,18 @@ def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
 
 
 def _location(draft: LocationDraft, parent: HttpSettings) -> Location:
+    if draft.channels_at is not None and draft.websocket is None:
+        # nginx checks what one directive needs of another when it merges
+        # (after the http block), at the place of the directive that needs it.
+        raise draft.channels_at.error(CHANNELS_WITHOUT_WEBSOCKET)
     settings = _merge(parent, draft)
     return Location(
         modifier=draft.modifier,
         pattern=draft.pattern,
         settings=settings,
         websocket=draft.websocket,
+        channels=draft.channels or (),
+        publish=draft.publish,
         return_=draft.return_,
         locations=tuple(_location(loc, settings) for loc in draft.locations),
         where=draft.where,

@@ -206,6 +206,17 @@ SUPPORTED_DIRECTIVES = (
               "websocket pingintvl idleintvl;",
        doc="Serves WebSocket connections on this location and push requests for them; see "
            "[The websocket directive](#the-websocket-directive)."),
+    _d("websocket_channels", {LOCATION}, ONE_MORE, h.websocket_channels,
+       syntax="websocket_channels channel ...;",
+       doc="The [channels](channels.md) a client of this `websocket` location joins at its "
+           "handshake. Each name may hold [variables](#variables-in-channel-names): "
+           "`websocket_channels $arg_room news;`, `websocket_channels room-$1;`. Requires "
+           "`websocket` in the same location; not inherited by nested locations."),
+    _d("websocket_publish", {LOCATION}, TAKE1, h.websocket_publish,
+       syntax="websocket_publish channel;",
+       doc="Makes the location a [publish endpoint](channels.md) for the channel named, which "
+           "may hold [variables](#variables-in-channel-names): `websocket_publish $arg_channel;`. "
+           "Not allowed with `websocket` in the same location; not inherited by nested locations."),
 )
 
 IGNORED_DIRECTIVES = tuple(

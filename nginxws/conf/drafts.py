@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, WebSocket, Where
+from nginxws.conf.syntax import Statement
+from nginxws.conf.variables import ComplexValue
 
 
 @dataclass
@@ -28,12 +30,22 @@ class LevelDraft:
 
 @dataclass
 class LocationDraft(LevelDraft):
-    """A ``location`` block being read."""
+    """A ``location`` block being read.
+
+    ``captures`` are the named groups of this location's regex and of the
+    regex locations around it: the names its values may use as variables.
+    ``channels_at`` is the ``websocket_channels`` statement, for the check
+    that the location also has ``websocket``.
+    """
 
     modifier: str = ""
     pattern: str = ""
     where: Where | None = None
+    captures: frozenset[str] = frozenset()
     websocket: WebSocket | None = None
+    channels: tuple[ComplexValue, ...] | None = None
+    channels_at: Statement | None = None
+    publish: ComplexValue | None = None
     return_: Return | None = None
     locations: list[LocationDraft] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nginxws.channel_names import valid_channel, valid_channel_part
 from nginxws.conf.address import AddressError, Resolve, parse_address, resolve_host
 from nginxws.conf.drafts import (
     AddressDraft,
@@ -35,12 +36,14 @@ from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
+    compile_regex,
     parse_flag,
     parse_int,
     parse_msec,
     parse_size,
     regex_error,
 )
+from nginxws.conf.variables import ComplexValue, ComplexValueError, compile_value
 from nginxws.conf.websocket import WebSocketArgError, parse_websocket
 
 
@@ -78,6 +81,8 @@ LISTEN_UNSUPPORTED = frozenset(
     "accept_filter setfib so_keepalive multipath".split()
 )
 ACCESS_LOG_UNSUPPORTED = frozenset("buffer gzip flush if".split())
+WEBSOCKET_WITH_PUBLISH = '"{name}" directive is not allowed in a location with "{other}"'
+CHANNELS_WITHOUT_WEBSOCKET = '"websocket_channels" directive requires "websocket" in the same location'
 
 
 def _where(st: Statement) -> Where | None:
@@ -321,11 +326,14 @@ def _split_location(st: Statement) -> tuple[str, str]:
 
 def location(ctx: Context, st: Statement, parent: ServerDraft | LocationDraft) -> LocationDraft:
     modifier, pattern = _split_location(st)
-    loc = LocationDraft(modifier=modifier, pattern=pattern, where=_where(st))
+    inherited = parent.captures if isinstance(parent, LocationDraft) else frozenset()
+    loc = LocationDraft(modifier=modifier, pattern=pattern, where=_where(st), captures=inherited)
     if modifier in ("~", "~*"):
-        problem = regex_error(pattern, caseless=modifier == "~*")
+        caseless = modifier == "~*"
+        problem = regex_error(pattern, caseless=caseless)
         if problem:
             raise st.error(problem)
+        loc.captures |= frozenset(compile_regex(pattern, caseless=caseless).groupindex)
     if isinstance(parent, LocationDraft):
         if parent.modifier == "=":
             raise st.error(f'location "{loc.name}" cannot be inside the exact location "{parent.name}"')
@@ -364,6 +372,8 @@ def return_(ctx: Context, st: Statement, draft: ServerDraft | LocationDraft) -> 
 def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
     if draft.websocket is not None:
         raise st.error('"websocket" directive is duplicate')
+    if draft.publish is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket", other="websocket_publish"))
     try:
         ws = parse_websocket(st.args, ctx.resolve)
     except WebSocketArgError as err:
@@ -376,3 +386,40 @@ def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
         )
     draft.websocket = ws
 
+
+# -- channels -----------------------------------------------------------------
+
+
+def _channel(st: Statement, text: str, draft: LocationDraft) -> ComplexValue:
+    """One channel name as written, compiled; refused when no request could make it valid.
+
+    A value without variables must be a channel name; the text around the
+    variables of any other value must consist of channel characters (at most
+    128 of them), since every evaluation contains it.
+    """
+    try:
+        value = compile_value(text, captures=draft.captures)
+    except ComplexValueError as err:
+        raise st.error(str(err)) from None
+    literal = "".join(value.literals)
+    if not (valid_channel(literal) if value.constant else valid_channel_part(literal)):
+        raise st.error(f'invalid channel name "{text}"')
+    return value
+
+
+def websocket_channels(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """The channels a client joins at its handshake (checked for ``websocket`` when the
+    configuration has been read, see ``builder``)."""
+    if draft.channels is not None:
+        raise st.error('"websocket_channels" directive is duplicate')
+    draft.channels = tuple(_channel(st, text, draft) for text in st.args)
+    draft.channels_at = st
+
+
+def websocket_publish(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """Makes the location a publish endpoint for one channel."""
+    if draft.publish is not None:
+        raise st.error('"websocket_publish" directive is duplicate')
+    if draft.websocket is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket_publish", other="websocket"))
+    draft.publish = _channel(st, st.args[0], draft)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nginxws.conf.errors import ConfigError
+from nginxws.conf.variables import ComplexValue
 
 # nginx's own defaults, named so the docs and the builder share them.
 DEFAULT_PINGINTVL = 300.0  # seconds (the original's 300000 ms)
@@ -155,13 +156,19 @@ class Location:
     """A ``location`` block.
 
     ``modifier`` is one of ``""`` (prefix), ``"="``, ``"^~"``, ``"~"``,
-    ``"~*"`` or ``"@"`` (named).
+    ``"~*"`` or ``"@"`` (named).  ``channels`` (``websocket_channels``, only
+    with ``websocket``) are the channels a client joins at its handshake;
+    ``publish`` (``websocket_publish``, never with ``websocket``) makes the
+    location a publish endpoint for the channel it names.  Neither is
+    inherited by nested locations.
     """
 
     modifier: str
     pattern: str
     settings: HttpSettings
     websocket: WebSocket | None = None
+    channels: tuple[ComplexValue, ...] = ()
+    publish: ComplexValue | None = None
     return_: Return | None = None
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)

@@ -196,6 +196,53 @@ def test_t_warns_about_a_conflicting_server_name(nginxws_bin: str, tmp_path: Pat
     )
 
 
+CHANNELS = """\
+events {}
+pid nginxws.pid;
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location /chat {
+            websocket;
+            websocket_channels $arg_room news;
+        }
+        location ~ ^/sub/(\\w+)$ {
+            websocket welcome=off;
+            websocket_channels $1;
+        }
+        location ~ ^/named/(?<room>\\w+)$ { websocket; websocket_channels room-$room ${room}x; }
+    }
+    server {
+        listen 127.0.0.1:%(publish_port)d;
+        location /pub     { websocket_publish $arg_channel; }
+        location ~ ^/pub/(\\w+)$ { websocket_publish $1; }
+    }
+}
+"""
+
+
+def test_t_accepts_channels_and_publish_locations(nginxws_bin: str, tmp_path: Path, free_port) -> None:
+    conf = tmp_path / "channels.conf"
+    conf.write_text(CHANNELS % {"port": free_port(), "publish_port": free_port()})
+    result = nginxws(nginxws_bin, "-t", "-c", str(conf), "-g", "error_log stderr;", cwd=tmp_path)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        0,
+        f"nginxws: configuration file {conf} test is successful",
+    )
+
+
+def test_t_refuses_channels_without_websocket(nginxws_bin: str, tmp_path: Path) -> None:
+    conf = tmp_path / "channels.conf"
+    conf.write_text("events {}\nhttp {\n    server {\n        location /chat { websocket_channels news; }\n    }\n}\n")
+    result = nginxws(nginxws_bin, "-t", "-c", str(conf), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        1,
+        f'nginxws: [emerg] "websocket_channels" directive requires "websocket" in the same location in {conf}:4\n'
+        f"nginxws: configuration file {conf} test failed\n",
+    )
+
+
 def test_t_reports_the_error_then_test_failed(nginxws_bin: str, tmp_path: Path) -> None:
     conf = tmp_path / "broken.conf"
     conf.write_text("events {\n}\nfoo;\n")

@@ -257,3 +257,25 @@ def test_lexical_rules_quotes_escapes_comments_variables() -> None:
     assert server.server_names == ("a#b.example.com",)
     assert [loc.pattern for loc in server.locations] == ["/with space", "^/a{2}$", r"^/(\d+)/x$"]
     assert server.locations[0].return_ == Return(200, "a;b{c}#d")
+
+
+def test_channels_and_publish_locations() -> None:
+    chat, publish = _load("channels.conf").http.servers
+    sources = {loc.pattern: [v.source for v in loc.channels] for loc in chat.locations}
+    assert sources == {
+        "/chat": ["$arg_room", "news"],
+        r"^/sub/(\w+)$": ["$1"],
+        r"^/named/(?<room>\w+)$": ["room-$room", "${room}x"],
+        "/late": ["late"],
+        r"^/outer/(?<area>\w+)/": [],  # not inherited
+    }
+    nested = _location(chat, r"^/outer/(?<area>\w+)/").locations[0]
+    assert [v.source for v in nested.channels] == ["$area.$1", "$cookie_user@$host:$http_x_team"]
+    assert [loc.channels[0].constant for loc in chat.locations[:3]] == [False, False, False]
+    assert _location(chat, "/chat").channels[1].constant
+    assert all(loc.publish is None for loc in chat.locations)
+    assert [(loc.publish.source, loc.publish.constant, loc.websocket) for loc in publish.locations] == [
+        ("$arg_channel", False, None),
+        ("$1", False, None),
+        ("news", True, None),
+    ]

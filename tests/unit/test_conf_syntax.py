@@ -52,10 +52,17 @@ def test_line_of_a_statement_is_the_line_of_its_terminator() -> None:
     assert (st.line, st.column) == (3, 1)
 
 
-def test_variable_brace_at_word_start_opens_a_block_as_in_nginx() -> None:
-    (st,), error = parse("a ${v};", "/f.conf")
-    assert (st.name, st.args, st.block) == ("a", ("$",), ())
-    assert error is not None
+def test_variable_brace_at_word_start_belongs_to_the_word_as_in_nginx() -> None:
+    # nginx 1.13.8 and later ("Allowed configuration token to start with a variable").
+    (st,), error = parse("a ${v} ${v}x ${{;", "/f.conf")
+    assert (st.name, st.args, st.block) == ("a", ("${v}", "${v}x", "${{"), None)
+    assert error is None
+
+
+def test_brace_after_a_lone_dollar_word_opens_a_block() -> None:
+    (st,), error = parse("a $ {b;}", "/f.conf")
+    assert (st.args, [b.name for b in st.block]) == (("$",), ["b"])
+    assert error is None
 
 
 def test_brace_in_unquoted_regex_starts_a_block_as_in_nginx() -> None:

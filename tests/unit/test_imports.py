@@ -112,11 +112,20 @@ def test_module_graph_has_no_cycle() -> None:
     assert _cycle(GRAPH) is None
 
 
+# Pure modules of nginxws that the configuration shares with the runtime; they import nothing of nginxws.
+CONF_SHARED = frozenset({"nginxws.errors", "nginxws.channel_names"})
+
+
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("nginxws.conf")))
-def test_conf_imports_only_conf_and_the_error_base(name: str) -> None:
+def test_conf_imports_only_conf_and_the_shared_pure_modules(name: str) -> None:
     reached = GRAPH[name]
     assert not reached & IO_MODULES
-    assert reached <= {m for m in MODULES if m.startswith("nginxws.conf")} | {"nginxws.errors"}
+    assert reached <= {m for m in MODULES if m.startswith("nginxws.conf")} | CONF_SHARED
+
+
+@pytest.mark.parametrize("name", sorted(CONF_SHARED))
+def test_shared_pure_modules_import_nothing_of_nginxws(name: str) -> None:
+    assert GRAPH[name] == set()
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if m != "nginxws.__main__"))
