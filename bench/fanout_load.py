@@ -12,17 +12,15 @@ time, prints ``ready`` and then answers the parent's lines on stdin (shared.Cont
   A subscriber counts as subscribed from its first warm-up message on; the parent publishes
   warm-ups until none is missing, then the measured messages.
 - ``go``: the measured phase begins (this process's CPU is counted from here).
-- ``report``: prints the ``done`` line now, if it has not been printed.
+- ``report``: prints ``report DELIVERED VIOLATIONS LAST_NS CPU DROPPED`` at once: LAST_NS is
+  `time.monotonic_ns()` at the last delivery (CLOCK_MONOTONIC, the parent's clock too), CPU this
+  process's seconds since ``go``, DROPPED the subscribers whose connection has ended.
 
 Each measured message's body starts with its number, 8 digits, 0 to PUBLISHES - 1. A
 subscriber counts a message as delivered when its number is above every number it has seen;
 any other message (a repeat, one out of order, a number out of range, a body that is neither)
 is an order violation; warm-up messages are not counted. Lost deliveries are then
-SUBSCRIBERS × PUBLISHES minus the delivered. Once every subscriber has PUBLISHES deliveries
-(or on ``report``) it prints ``done DELIVERED VIOLATIONS LAST_NS CPU DROPPED``: LAST_NS is
-`time.monotonic_ns()` at the last delivery (CLOCK_MONOTONIC, the parent's clock too), CPU this
-process's seconds since ``go``, DROPPED the subscribers whose connection has ended. It exits
-when stdin closes.
+SUBSCRIBERS × PUBLISHES minus the delivered. It exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -57,7 +55,6 @@ class Tally:
 
     def __init__(self, subscribers: int, publishes: int) -> None:
         self.publishes = publishes
-        self.expected = subscribers * publishes
         self.highest = [-1] * subscribers
         """The highest message number each subscriber has had."""
         self.primed = bytearray(subscribers)
@@ -67,7 +64,6 @@ class Tally:
         self.violations = 0
         self.last_ns = 0
         self.cpu_at_go = 0.0
-        self.reported = False
         self.clients: list[loadgen.WSClient] = []
 
     def on_message(self, index: int, payload: bytes) -> None:
@@ -78,8 +74,6 @@ class Tally:
                 self.highest[index] = seq
                 self.delivered += 1
                 self.last_ns = time.monotonic_ns()
-                if self.delivered == self.expected:
-                    self.report()
                 return
         elif payload.startswith(WARMUP):
             if not self.primed[index]:
@@ -102,11 +96,8 @@ class Tally:
         self.cpu_at_go = _cpu_seconds()
 
     def report(self) -> None:
-        if self.reported:
-            return
-        self.reported = True
         dropped = sum(1 for client in self.clients if client.closed.done())
-        os.write(1, b"done %d %d %d %.6f %d\n" % (
+        os.write(1, b"report %d %d %d %.6f %d\n" % (
             self.delivered, self.violations, self.last_ns, _cpu_seconds() - self.cpu_at_go,
             dropped,
         ))
