@@ -40,6 +40,7 @@ import harness
 import loadgen
 import shared
 import systems
+from fanout_load import message, warmup
 from harness import Failure, Row
 from machine import loadavg, machine_line, raise_file_limit
 from shared import Child, Failed
@@ -89,15 +90,6 @@ ROWS = [
     ),
 ]
 FAILURE_KEYS = ("fanout_lost", "fanout_violations", "fanout_errors")
-
-
-def message(seq: int, size: int) -> bytes:
-    """Measured message `seq`: its number in `fanout_load.SEQ_DIGITS` digits, padded to `size`."""
-    return (b"%08d " % seq).ljust(size, b".")
-
-
-def warmup(size: int) -> bytes:
-    return b"warmup ".ljust(size, b".")
 
 
 class Publisher:

@@ -45,6 +45,16 @@ CONNECT_CONCURRENCY = 100
 PRIME_WAIT = 2.0
 
 
+def message(seq: int, size: int) -> bytes:
+    """Measured message `seq`: its number in `SEQ_DIGITS` digits, padded to `size` bytes."""
+    return (b"%0*d " % (SEQ_DIGITS, seq)).ljust(size, b".")
+
+
+def warmup(size: int) -> bytes:
+    """A warm-up message of `size` bytes."""
+    return (WARMUP + b" ").ljust(size, b".")
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
