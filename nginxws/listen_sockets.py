@@ -3,10 +3,14 @@
 The process that opens them (the master, or the single process under
 ``master_process off``) owns them; workers are handed the open sockets, so
 a worker that dies or is replaced never closes the port to new clients.
+
+A socket is bound to each address the configuration's load resolved a
+``listen`` to (``Listen.addresses``); nothing here resolves a name.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -36,38 +40,58 @@ def _describe(listen: Listen) -> str:
 
 
 def open_listen(listen: Listen) -> list[socket.socket]:
-    """Bind and listen on one ``listen`` address (a host name may give several sockets)."""
+    """Bind and listen on one ``listen`` address: a socket per address its host stands for."""
     if listen.unix:
         return [_bind_unix(listen)]
-    try:
-        infos = socket.getaddrinfo(
-            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror:
-        raise BindError(f'host not found in "{_describe(listen)}" of the "listen" directive') from None
-    result = []
-    seen = set()
-    for family, kind, proto, _, address in infos:
-        if address in seen:
-            continue
-        seen.add(address)
-        sock = socket.socket(family, kind, proto)
+    result: list[socket.socket] = []
+    for address in listen.addresses:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if listen.reuseport:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(listen.ipv6only))
-            sock.bind(address)
-            sock.listen(listen.backlog)
+            sock = bind_tcp(
+                address, listen.port, backlog=listen.backlog, reuseport=listen.reuseport, ipv6only=listen.ipv6only
+            )
         except OSError as err:
-            sock.close()
             for other in result:
                 other.close()
             raise _bind_failed(listen, err) from None
         sock.set_inheritable(True)
         result.append(sock)
     return result
+
+
+def bind_tcp(
+    address: str, port: int, *, backlog: int, reuseport: bool = False, ipv6only: bool = True
+) -> socket.socket:
+    """A TCP socket listening on ``address`` (an IP address, an IPv6 one with
+    its ``%scope`` if it has one) and ``port``; raises OSError, leaving nothing open."""
+    ip, _, scope = address.partition("%")
+    if ":" in ip:
+        family = socket.AF_INET6
+        sockaddr: tuple = (ip, port, 0, _scope_id(scope) if scope else 0)
+    else:
+        family, sockaddr = socket.AF_INET, (ip, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(ipv6only))
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _scope_id(scope: str) -> int:
+    """An IPv6 scope (``2`` or ``eth0``) as the interface index a socket address holds."""
+    if scope.isdigit():
+        return int(scope)
+    try:
+        return socket.if_nametoindex(scope)
+    except OSError:
+        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV)) from None
 
 
 def _bind_unix(listen: Listen) -> socket.socket:

@@ -155,6 +155,7 @@ class PushParser:
     def _ready_now(self, request: PushRequest, status: int, reason: str) -> None:
         """``request`` is answered before its body has been read: the last one."""
         request.status, request.reason, request.close = status, reason, True
+        request.body = []  # what was read of a body over the limit is not kept
         self.ready.append(request)
         self._done = True
         self._request = None

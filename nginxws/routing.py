@@ -1,7 +1,8 @@
 """Request routing as nginx does it: listen address -> server -> location.
 
 Pure functions over the configuration model; nothing here touches a socket
-(host names in ``listen`` are resolved once, when a :class:`Router` is built).
+or resolves a name (a ``listen`` host name comes with the addresses
+``conf.load`` resolved it to).
 Everything a request needs is compiled in the constructors, so a lookup is a
 few dictionary probes plus the regular expressions the configuration asks for.
 
@@ -14,8 +15,9 @@ named so a reader can check it):
    that address does the wildcard (``0.0.0.0`` / ``::``) on the same port
    apply.  Servers listening on the wildcard are *not* candidates for a
    connection that arrived on a specifically listened address, whatever the
-   ``Host``.  A ``listen`` host name is resolved to all its addresses, and the
-   server joins the group of each.
+   ``Host``.  A ``listen`` host name stands for all the addresses it resolved
+   to when the configuration was loaded, and the server joins the group of
+   each.
 
 2. **Host** (``ngx_http_validate_host``).  The port is cut off (after ``]``
    for a bracketed IPv6 literal, which keeps its brackets), one trailing dot
@@ -60,13 +62,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
+from nginxws.conf.address import Endpoint, endpoint_text, endpoints
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.model import Http, Listen, Location, Server, Where
+from nginxws.conf.model import Http, Location, Server, Where
 from nginxws.conf.names import claim
 from nginxws.conf.values import compile_regex
 
@@ -74,9 +76,6 @@ from nginxws.conf.values import compile_regex
 # configuration has one per server (nested levels are compiled with their
 # parent), so this only bounds a caller that passes fresh lists every time.
 LOCATION_CACHE_SIZE = 1024
-
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_GroupKey = tuple[str, str] | tuple[_IPAddress, int]
 
 # ---------------------------------------------------------------------------
 # Regular expressions
@@ -387,44 +386,29 @@ class ServerGroup:
         return self.default_server
 
 
-def _resolve(host: str) -> list[str]:
-    """Every address of ``host``, as the system resolver gives them."""
-    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _address_text(key: _GroupKey) -> str:
-    if key[0] == "unix":
-        return f"unix:{key[1]}"
-    ip, port = key
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-
-
 _WILDCARD = {4: ipaddress.IPv4Address("0.0.0.0"), 6: ipaddress.IPv6Address("::")}
 
 
 class Router:
     """Maps a connection's local address to its :class:`ServerGroup`.
 
-    Built once per worker from the ``http`` block.  ``resolve`` turns a
-    ``listen`` host name into addresses (the system resolver by default); a
-    name that does not resolve is nginx's ``host not found`` error.
-    (nginx's warnings for conflicting server names come from ``conf.load``.)
+    Built once per worker from the ``http`` block of a loaded configuration:
+    a ``listen`` stands for the addresses ``conf.load`` resolved (a name that
+    did not resolve was nginx's ``host not found`` then).  (nginx's warnings
+    for conflicting server names come from ``conf.load`` too.)
     """
 
-    def __init__(
-        self, http: Http, *, resolve: Callable[[str], Sequence[str]] = _resolve
-    ) -> None:
+    def __init__(self, http: Http) -> None:
         # address -> {id(server): (server, default_server)}, in file order
-        members: dict[_GroupKey, dict[int, tuple[Server, bool]]] = {}
+        members: dict[Endpoint, dict[int, tuple[Server, bool]]] = {}
         for server in http.servers:
             for listen in server.listens:
-                for key in _listen_keys(listen, resolve):
+                for key in endpoints(listen):
                     group = members.setdefault(key, {})
                     default = group.get(id(server), (server, False))[1]
                     group[id(server)] = (server, default or listen.default_server)
-        self._groups: dict[_GroupKey, ServerGroup] = {
-            key: ServerGroup(_address_text(key), list(group.values())) for key, group in members.items()
+        self._groups: dict[Endpoint, ServerGroup] = {
+            key: ServerGroup(endpoint_text(key), list(group.values())) for key, group in members.items()
         }
         self._cache: dict[object, ServerGroup] = {}
         for server in http.servers:
@@ -445,7 +429,7 @@ class Router:
 
     def _lookup(self, local: tuple | str) -> ServerGroup:
         if isinstance(local, str):
-            candidates: list[_GroupKey] = [("unix", local)]
+            candidates: list[Endpoint] = [("unix", local)]
         else:
             ip = ipaddress.ip_address(str(local[0]).split("%", 1)[0])
             port = int(local[1])
@@ -458,29 +442,3 @@ class Router:
             if group is not None:
                 return group
         raise LookupError(f"no listen covers {local!r}")
-
-
-def _listen_keys(
-    listen: Listen, resolve: Callable[[str], Sequence[str]]
-) -> list[_GroupKey]:
-    """The listen addresses one ``listen`` directive stands for."""
-    if listen.unix:
-        return [("unix", listen.unix)]
-    host = (listen.host or "0.0.0.0").strip("[]")
-    port = listen.port or 80
-    try:
-        return [(ipaddress.ip_address(host), port)]
-    except ValueError:
-        pass
-    try:
-        addresses = resolve(host)
-    except OSError:
-        addresses = []
-    if not addresses:
-        where = listen.where
-        raise ConfigError(
-            f'host not found in "{listen.host}:{port}" of the "listen" directive',
-            where.file if where else None,
-            where.line if where else None,
-        )
-    return [(ipaddress.ip_address(a.split("%", 1)[0]), port) for a in addresses]

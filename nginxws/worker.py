@@ -35,6 +35,7 @@ import trio
 from nginxws.conf.model import Config, Server, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
+from nginxws.listen_sockets import bind_tcp
 from nginxws.log import AccessLogger, ErrorLogger, Exchange
 from nginxws.streams import Listener, SocketStream
 from nginxws.pushlistener import PushConnection
@@ -45,6 +46,9 @@ from nginxws.wsconn import SendWatch, Session
 
 FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
 ACCEPT_RETRY = 0.1  # pause after EMFILE/ENFILE, as trio's serve_listeners does
+# A push listener's listen() backlog: trio's open_tcp_listeners default, which
+# the kernel caps at net.core.somaxconn: a burst of pushers waits, not refused.
+PUSH_BACKLOG = 0xFFFF
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
@@ -119,7 +123,7 @@ class Worker:
         """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``."""
         listeners = [Listener(s) for s in sockets]
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
-            push_listeners = await self._open_push_listeners()
+            push_listeners = self._open_push_listeners()
             async with trio.open_nursery() as connections:
                 self.nursery = connections
                 for server, listener in push_listeners:
@@ -211,7 +215,7 @@ class Worker:
         finally:
             self.active -= 1
 
-    async def _open_push_listeners(self) -> list[tuple[Server, Listener]]:
+    def _open_push_listeners(self) -> list[tuple[Server, Listener]]:
         """Bind one push listener per server with a websocket location."""
         opened: list[tuple[Server, Listener]] = []
         for server in self.config.http.servers if self.config.http else ():
@@ -220,22 +224,17 @@ class Worker:
                 continue
             settings = found.websocket
             push_listen = settings.push_listen
+            # host as written -> the addresses conf.load resolved it to
+            hosts: dict[str, tuple[str, ...]]
             if push_listen is not None and push_listen.host:
-                hosts = [push_listen.host]
+                hosts = {push_listen.host: push_listen.addresses}
             else:
-                hosts = list(dict.fromkeys(l.host for l in server.listens if l.host)) or ["127.0.0.1"]
+                hosts = {l.host: l.addresses for l in server.listens if l.host} or {"127.0.0.1": ("127.0.0.1",)}
             port = push_listen.port + self.index if push_listen is not None and push_listen.port else 0
             advertised: list[PushAddress] = []
-            for host in hosts:
-                try:
-                    listeners = await trio.open_tcp_listeners(port, host=host)
-                except OSError as err:
-                    raise PushBindError(
-                        f"bind() to {host}:{port} failed ({err.errno}: {os.strerror(err.errno)})"
-                        if err.errno else f"bind() to {host}:{port} failed ({err})"
-                    ) from None
-                for trio_listener in listeners:
-                    listener = Listener(socket.socket(fileno=trio_listener.socket.detach()))
+            for host, addresses in hosts.items():
+                for sock in _bind_push(host, addresses, port):
+                    listener = Listener(sock)
                     bound_host, bound_port = listener.socket.getsockname()[:2]
                     port = port or bound_port
                     opened.append((server, listener))
@@ -255,6 +254,32 @@ class Worker:
 
 class PushBindError(NginxwsError):
     """A push listener could not be bound: the worker cannot start."""
+
+
+def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.socket]:
+    """A push listener's socket on each address of ``host`` this system supports.
+
+    As trio's ``open_tcp_listeners`` did for a host name: an address whose
+    family the system lacks is skipped while another one binds.
+    """
+    sockets: list[socket.socket] = []
+    unsupported: OSError | None = None
+    try:
+        for address in addresses:
+            try:
+                sockets.append(bind_tcp(address, port, backlog=PUSH_BACKLOG))
+            except OSError as err:
+                if err.errno != errno.EAFNOSUPPORT:
+                    raise
+                unsupported = err
+        if unsupported is not None and not sockets:
+            raise unsupported
+    except OSError as err:
+        for sock in sockets:
+            sock.close()
+        reason = f"{err.errno}: {os.strerror(err.errno or 0)}"
+        raise PushBindError(f"bind() to {host}:{port} failed ({reason})") from None
+    return sockets
 
 
 def _describe(err: BaseException) -> str:

@@ -3,8 +3,10 @@
 ``80``, ``*:80``, ``127.0.0.1:8080``, ``127.0.0.1`` (port 80), ``[::]:80``,
 ``[::1]``, ``localhost:8080`` and ``unix:/path`` are all addresses.  A host
 name must resolve when the configuration is loaded (nginx resolves it at the
-same moment and says ``host not found``); the name itself is kept, and the
-runtime binds to what it resolves to.
+same moment and says ``host not found``).  This is the one place nginxws
+resolves: the name is kept for messages, and ``Address.addresses`` carries
+what it resolved to into the model, where routing and the listening sockets
+take it from.  A reload loads the configuration again, so it resolves again.
 
 Names are resolved by a ``Resolve`` function, ``resolve_host`` unless the
 caller of ``nginxws.conf.load`` gives another (tests give a fixed table);
@@ -19,6 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nginxws.conf.model import Listen
 from nginxws.conf.values import parse_int
 
 _HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?\Z")
@@ -30,12 +33,18 @@ class AddressError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """A parsed address; ``text`` is nginx's ``addr_text`` for messages."""
+    """A parsed address; ``text`` is nginx's ``addr_text`` for messages.
+
+    ``addresses`` are the IP addresses ``host`` stands for: itself for a
+    literal, every address a host name resolved to; () for a unix socket
+    and for a bare port without a ``wildcard``.
+    """
 
     host: str | None
     port: int | None
     unix: str | None
     text: str
+    addresses: tuple[str, ...] = ()
 
 
 Resolve = Callable[[str], tuple[str, ...]]
@@ -45,7 +54,8 @@ Resolve = Callable[[str], tuple[str, ...]]
 def resolve_host(name: str) -> tuple[str, ...]:
     """Every address of ``name`` from the system resolver; () when there is none.
 
-    A name that is not a host name is not looked up.
+    A name that is not a host name is not looked up.  An IPv6 address with a
+    scope keeps it (``fe80::1%2``), so that a socket can be bound to it.
     """
     if not _HOST_NAME.match(name):
         return ()
@@ -53,7 +63,13 @@ def resolve_host(name: str) -> tuple[str, ...]:
         infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return ()
-    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    return tuple(dict.fromkeys(_with_scope(info[4]) for info in infos))
+
+
+def _with_scope(sockaddr: tuple) -> str:
+    address = str(sockaddr[0])
+    scope = sockaddr[3] if len(sockaddr) == 4 else 0
+    return f"{address}%{scope}" if scope and "%" not in address else address
 
 
 def _port(text: str, *, allow_zero: bool) -> int:
@@ -97,24 +113,52 @@ def parse_address(
             raise AddressError("invalid host")
         else:
             port = default_port
-        return Address(host, port, None, f"[{host}]:{port}" if port is not None else f"[{host}]")
+        return Address(host, port, None, f"[{host}]:{port}" if port is not None else f"[{host}]", (host,))
 
     host, colon, port_text = text.partition(":")
     if colon:
         port: int | None = _port(port_text, allow_zero=allow_zero_port)
     elif parse_int(text) is not None:
         port = _port(text, allow_zero=allow_zero_port)
-        return Address(wildcard, port, None, f"{wildcard or '*'}:{port}")
+        return Address(wildcard, port, None, f"{wildcard or '*'}:{port}", (wildcard,) if wildcard else ())
     else:
         port = default_port
     if not host:
         raise AddressError("no host")
     if host == "*":
         host = "0.0.0.0"
-    else:
-        try:
-            host = str(ipaddress.IPv4Address(host))
-        except ValueError:
-            if not _HOST_NAME.match(host) or not resolve(host):
-                raise AddressError("host not found") from None
-    return Address(host, port, None, f"{host}:{port}" if port is not None else host)
+    try:
+        host = str(ipaddress.IPv4Address(host))
+        addresses: tuple[str, ...] = (host,)
+    except ValueError:
+        addresses = tuple(resolve(host)) if _HOST_NAME.match(host) else ()
+        if not addresses:
+            raise AddressError("host not found") from None
+    return Address(host, port, None, f"{host}:{port}" if port is not None else host, addresses)
+
+
+Endpoint = tuple[str, str] | tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]
+"""One socket address a ``listen`` stands for: ``("unix", path)`` or ``(ip, port)``."""
+
+
+def endpoints(listen: Listen) -> list[Endpoint]:
+    """The socket addresses of ``listen``, from the addresses the load resolved.
+
+    An IPv6 scope is dropped: a connection's local address is compared
+    without it.  Raises ValueError for a ``listen`` built without its
+    addresses (a model that did not come from ``nginxws.conf.load``).
+    """
+    if listen.unix:
+        return [("unix", listen.unix)]
+    if not listen.addresses:
+        raise ValueError(f"listen {listen.host}:{listen.port} carries no resolved addresses")
+    port = listen.port or 80
+    return [(ipaddress.ip_address(address.partition("%")[0]), port) for address in listen.addresses]
+
+
+def endpoint_text(endpoint: Endpoint) -> str:
+    """An endpoint as nginx prints it: ``127.0.0.1:80``, ``[::1]:80``, ``unix:/path``."""
+    if endpoint[0] == "unix":
+        return f"unix:{endpoint[1]}"
+    ip, port = endpoint
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

@@ -175,7 +175,7 @@ class Build:
         default_port = 80 if os.getuid() == 0 else 8000
         servers = []
         for srv in draft.servers:
-            listens = srv.listens or [Listen("0.0.0.0", default_port)]
+            listens = srv.listens or [Listen("0.0.0.0", default_port, addresses=("0.0.0.0",))]
             servers.append(
                 Server(
                     listens=tuple(_with_socket_options(lst, draft.addresses.get(lst.key)) for lst in listens),
@@ -190,7 +190,7 @@ class Build:
             self._check_push_settings(server)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
         http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
-        self.ctx.warnings += conflicting_server_names(http, self.ctx.resolve)
+        self.ctx.warnings += conflicting_server_names(http)
         return http
 
     def _check_push_settings(self, server: Server) -> None:
@@ -258,7 +258,9 @@ def load(
 
     ``prefix`` defaults to the current directory; a relative ``path`` is
     relative to it.  ``resolve`` turns ``listen`` and ``push_listen`` host
-    names into addresses (the system resolver; each name is asked once).
+    names into addresses (the system resolver; each name is asked once); the
+    model carries them (``Listen.addresses``, ``PushListen.addresses``), and
+    nothing after the load resolves a name again.
     Raises ConfigError for anything wrong, never another exception for
     anything the files or ``directives`` contain; ``Config.warnings`` holds
     nginx's warnings, the routing ones (conflicting server names) included.

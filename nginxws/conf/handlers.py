@@ -256,7 +256,10 @@ def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
             raise st.error(f'the "{param}" parameter of the "listen" directive is not supported by nginxws')
         else:
             raise st.error(f'invalid parameter "{param}"')
-    item = Listen(address.host, address.port, address.unix, default_server, where=_where(st), **options)
+    item = Listen(
+        address.host, address.port, address.unix, default_server,
+        addresses=address.addresses, where=_where(st), **options,
+    )
 
     addresses = ctx.http.addresses
     entry = addresses.setdefault(item.key, AddressDraft(address.text))

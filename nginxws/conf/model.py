@@ -71,7 +71,10 @@ class Listen:
 
     ``host`` is a literal address ("0.0.0.0" for ``*`` or a bare port, "::"
     for ``[::]``, or a host name as written); ``unix`` is set instead of
-    ``host``/``port`` for ``unix:`` sockets.
+    ``host``/``port`` for ``unix:`` sockets.  ``addresses`` are the IP
+    addresses ``host`` stands for, resolved when the configuration was
+    loaded (the literal itself, or every address of the name): routing and
+    the listening sockets use them and never resolve ``host`` again.
     """
 
     host: str | None
@@ -81,6 +84,7 @@ class Listen:
     reuseport: bool = False
     backlog: int = 511
     ipv6only: bool = True
+    addresses: tuple[str, ...] = ()
     where: Where | None = field(default=None, compare=False)
 
     @property
@@ -95,10 +99,13 @@ class PushListen:
 
     ``port`` 0 means an OS-chosen port per worker; a fixed port P gives
     worker *i* the port ``P + i`` so that workers never collide.
+    ``addresses`` are what ``host`` resolved to when the configuration was
+    loaded, as for :class:`Listen`.
     """
 
     host: str | None  # None: the server's own listen address
     port: int = 0
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

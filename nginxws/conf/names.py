@@ -7,30 +7,29 @@ rules of a claim are routing's (``nginxws.routing.ServerGroup``, which
 applies them at run time): an exact name, ``*.example.org``, ``mail.*``,
 and ``.example.org`` (the name itself and its subdomains) claim separately;
 regular expressions never conflict.  A ``listen`` host name counts as every
-address it resolves to.
+address it resolved to (``Listen.addresses``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TypeVar
 
-from nginxws.conf.address import Resolve
+from nginxws.conf.address import endpoint_text, endpoints
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.model import Http, Listen, Server
+from nginxws.conf.model import Http, Server
 
 T = TypeVar("T")
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def conflicting_server_names(http: Http, resolve: Resolve) -> list[ConfigError]:
+def conflicting_server_names(http: Http) -> list[ConfigError]:
     """nginx's warnings for the names a later server on the same address cannot have."""
     groups: dict[str, dict[int, Server]] = {}  # address as nginx prints it -> servers in file order
     for server in http.servers:
         for listen in server.listens:
-            for address in _addresses(listen, resolve):
-                groups.setdefault(address, {}).setdefault(id(server), server)
+            for endpoint in endpoints(listen):
+                groups.setdefault(endpoint_text(endpoint), {}).setdefault(id(server), server)
     warnings = []
     for address, servers in groups.items():
         exact: dict[str, Server] = {}
@@ -70,16 +69,3 @@ def _add(table: dict[str, T], key: str, holder: T) -> bool:
         return False
     table[key] = holder
     return True
-
-
-def _addresses(listen: Listen, resolve: Resolve) -> list[str]:
-    """The addresses one ``listen`` stands for, as nginx prints them (``[::1]:80``, ``unix:/p``)."""
-    if listen.unix:
-        return [f"unix:{listen.unix}"]
-    host = (listen.host or "0.0.0.0").strip("[]")
-    port = listen.port or 80
-    try:
-        ips = [ipaddress.ip_address(host)]
-    except ValueError:
-        ips = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolve(host)]
-    return [f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}" for ip in ips]

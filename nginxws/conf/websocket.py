@@ -48,7 +48,7 @@ def _push_listen(text: str, resolve: Resolve = resolve_host) -> PushListen | Non
         return None
     if address.unix is not None:
         return None
-    return PushListen(address.host, address.port or 0)
+    return PushListen(address.host, address.port or 0, address.addresses)
 
 
 def _push_host(text: str) -> tuple[str, ...] | None:

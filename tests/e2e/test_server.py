@@ -79,6 +79,19 @@ def test_push_listen_fixes_the_push_port(start_server, free_port):
         assert receive(ws) == "fixed"
 
 
+def test_listen_and_push_listen_host_names_serve_on_every_address_they_resolve_to(start_server, free_port):
+    push_port = free_port()
+    server = start_server(listen="localhost:{port}", websocket=f"push_listen=localhost:{push_port}")
+    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)}
+    for address in addresses:
+        host = f"[{address}]" if ":" in address else address
+        with connect(f"ws://{host}:{server.port}/ws", open_timeout=5) as ws:
+            urls = push_urls(receive(ws))
+            assert {(url["host"].strip("[]"), int(url["port"])) for url in urls} == {(a, push_port) for a in addresses}
+            assert push(urls[0].group(0), "named").status_code == 204
+            assert receive(ws) == "named"
+
+
 def test_wildcard_listen_advertises_the_host_names_addresses(start_server):
     # As the original did: a server on every address advertises its host name's IPv4 addresses.
     server = start_server(listen="{port}")

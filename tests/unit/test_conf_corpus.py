@@ -100,7 +100,7 @@ def test_stock_debian_config_with_websocket_location_loads() -> None:
         pingintvl=30.0,
         idleintvl=60.0,
         welcome=False,
-        push_listen=PushListen("127.0.0.1", 9000),
+        push_listen=PushListen("127.0.0.1", 9000, ("127.0.0.1",)),
         push_host=("push.example.com", "10.0.0.1"),
     )
     ignored = [w.message.split('"')[1] for w in cfg.warnings]
@@ -115,7 +115,7 @@ def test_stock_debian_config_with_websocket_location_loads() -> None:
 def test_original_module_example_loads() -> None:
     cfg = _load("original.conf")
     (server,) = cfg.http.servers
-    assert server.listens == (Listen("0.0.0.0", 8080),)
+    assert server.listens == (Listen("0.0.0.0", 8080, addresses=("0.0.0.0",)),)
     assert server.server_names == ("localhost",)
     assert server.locations[0].pattern == "/ws"
     assert server.locations[0].websocket == WebSocket(pingintvl=10.0, idleintvl=15.0)
@@ -125,22 +125,22 @@ def test_original_module_example_loads() -> None:
 def test_listen_forms() -> None:
     cfg = _load("listen_forms.conf")
     first, second, third = cfg.http.servers
-    assert [(x.host, x.port, x.unix) for x in first.listens] == [
-        ("0.0.0.0", 8001, None),
-        ("0.0.0.0", 8002, None),
-        ("127.0.0.1", 8003, None),
-        ("127.0.0.2", 80, None),
-        ("::", 8004, None),
-        ("::1", 80, None),
-        ("localhost", 8005, None),
-        (None, None, "/run/nginxws.sock"),
+    assert [(x.host, x.port, x.unix, x.addresses) for x in first.listens] == [
+        ("0.0.0.0", 8001, None, ("0.0.0.0",)),
+        ("0.0.0.0", 8002, None, ("0.0.0.0",)),
+        ("127.0.0.1", 8003, None, ("127.0.0.1",)),
+        ("127.0.0.2", 80, None, ("127.0.0.2",)),
+        ("::", 8004, None, ("::",)),
+        ("::1", 80, None, ("::1",)),
+        ("localhost", 8005, None, ("127.0.0.1",)),  # what the load resolved it to
+        (None, None, "/run/nginxws.sock", ()),
     ]
     assert first.listens[1].reuseport and first.listens[1].backlog == 1024
     assert first.listens[2].default_server
     assert first.listens[4].ipv6only is False
     # socket options given once for *:8002 apply to every server on it
     assert (second.listens[0].reuseport, second.listens[0].backlog) == (True, 1024)
-    assert third.listens == (Listen("0.0.0.0", ROOT_PORT),)
+    assert third.listens == (Listen("0.0.0.0", ROOT_PORT, addresses=("0.0.0.0",)),)
     assert third.server_names == ("no-listen",)
 
 
@@ -212,13 +212,13 @@ def test_http_settings_merge_down_as_nginx_merges() -> None:
                 idleintvl=300.0,
                 max_message_size=65536,
                 welcome=False,
-                push_listen=PushListen("::1", 9000),
+                push_listen=PushListen("::1", 9000, ("::1",)),
                 push_host=("a.example.com", "10.0.0.1"),
                 push_queue=128,
             ),
         ),
         ("/push-port", WebSocket(push_listen=PushListen(None, 9100))),
-        ("/push-addr", WebSocket(push_listen=PushListen("127.0.0.1", 0))),
+        ("/push-addr", WebSocket(push_listen=PushListen("127.0.0.1", 0, ("127.0.0.1",)))),
         ("/deflate", WebSocket(deflate=True)),
         ("/deflate-small", WebSocket(deflate=True, deflate_window_bits=9)),
         ("/deflate-context", WebSocket(deflate=True, deflate_no_context_takeover=False)),

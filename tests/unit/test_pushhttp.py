@@ -331,3 +331,10 @@ def test_body_over_max_message_size_is_413():
     with pytest.raises(PushError) as err:
         push_message(b"x" * 101, None, 100)
     assert err.value.status == 413
+
+
+def test_a_chunked_body_over_the_limit_keeps_nothing_it_read():
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (b"ab", b"cd", b"x" * MAX_MESSAGE))
+    parser = parse(b"POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+    (request,) = parser.ready
+    assert (request.status, request.body) == (413, [])

@@ -7,8 +7,6 @@ http/request_processing.html.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,17 +40,20 @@ def server(
     listen: str = "0.0.0.0:80",
     default: bool = False,
     locations: tuple[Location, ...] = (),
+    addresses: tuple[str, ...] | None = None,
 ) -> Server:
+    """A server with one ``listen``; a host name needs the ``addresses`` the load would have resolved."""
     if listen.startswith("unix:"):
         lst = Listen(None, None, unix=listen[5:], default_server=default)
     else:
         host, _, port = listen.rpartition(":")
-        lst = Listen(host.strip("[]"), int(port), default_server=default)
+        host = host.strip("[]")
+        lst = Listen(host, int(port), default_server=default, addresses=addresses or (host,))
     return Server((lst,), names, SETTINGS, locations)
 
 
-def router(*servers: Server, **kwargs) -> Router:
-    return Router(Http(servers, SETTINGS), **kwargs)
+def router(*servers: Server) -> Router:
+    return Router(Http(servers, SETTINGS))
 
 
 def where(location: Location | None) -> str | None:
@@ -500,7 +501,7 @@ def test_conflicting_server_name_first_wins_with_warning():
     group = r.servers_for(("127.0.0.1", 80))
     assert group.select_server("example.org") is first
     assert group.select_server("example.com") is second
-    warnings = conflicting_server_names(Http((first, second, third), SETTINGS), resolve=lambda host: [])
+    warnings = conflicting_server_names(Http((first, second, third), SETTINGS))
     assert [str(w) for w in warnings] == [
         '[warn] conflicting server name "example.org" on 0.0.0.0:80, ignored',
         '[warn] conflicting server name "example.com" on 0.0.0.0:80, ignored',
@@ -508,7 +509,7 @@ def test_conflicting_server_name_first_wins_with_warning():
 
 
 def test_bad_server_name_regex_is_a_config_error():
-    bad = Server((Listen("0.0.0.0", 80),), ("~(",), SETTINGS, where=Where("/n.conf", 3))
+    bad = Server((Listen("0.0.0.0", 80, addresses=("0.0.0.0",)),), ("~(",), SETTINGS, where=Where("/n.conf", 3))
     with pytest.raises(ConfigError, match=r"pcre_compile\(\) failed: .* in /n.conf:3$"):
         router(bad)
 
@@ -571,7 +572,7 @@ def test_ipv6_wildcard_and_specific():
 
 
 def test_ipv4_mapped_address_on_dual_stack_wildcard():
-    dual = Server((Listen("::", 80, ipv6only=False),), ("d",), SETTINGS)
+    dual = Server((Listen("::", 80, ipv6only=False, addresses=("::",)),), ("d",), SETTINGS)
     r = router(dual)
     assert r.servers_for(("::ffff:127.0.0.1", 80, 0, 0)).servers == (dual,)
 
@@ -592,39 +593,28 @@ def test_unix_socket_group():
     assert group.address == "unix:/tmp/a.sock"
 
 
-def test_listen_host_name_joins_every_resolved_address():
-    named = server("n", listen="web.internal:80")
-    r = router(named, resolve=lambda host: ["127.0.0.1", "::1"])
+def test_listen_host_name_joins_every_address_it_resolved_to():
+    named = server("n", listen="web.internal:80", addresses=("127.0.0.1", "::1"))
+    r = router(named)
     assert r.servers_for(("127.0.0.1", 80)).servers == (named,)
     assert r.servers_for(("::1", 80, 0, 0)).servers == (named,)
+    assert r.servers_for(("::1", 80, 0, 0)).address == "[::1]:80"
 
 
-def test_listen_localhost_uses_the_system_resolver():
-    named = server("n", listen="localhost:8080")
-    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", None)}
-    r = router(named)
-    for address in addresses:
-        assert r.servers_for((address, 8080)).servers == (named,)
-
-
-def test_unresolvable_listen_host_is_a_config_error():
-    def fail(host):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    lst = Listen("nowhere.invalid", 80, where=Where("/etc/nginx.conf", 12))
-    with pytest.raises(ConfigError) as err:
-        router(Server((lst,), ("a",), SETTINGS), resolve=fail)
-    assert str(err.value) == (
-        '[emerg] host not found in "nowhere.invalid:80" of the "listen" directive'
-        " in /etc/nginx.conf:12"
-    )
+def test_a_listen_without_its_resolved_addresses_is_refused():
+    # Only conf.load resolves; a Router never looks a name up itself.
+    with pytest.raises(ValueError, match="no resolved addresses"):
+        router(Server((Listen("web.internal", 80),), ("n",), SETTINGS))
 
 
 def test_default_server_flag_on_any_listen_of_the_address():
     # listen 80; listen 0.0.0.0:80 default_server; are one address.
     a = server("a")
     b = Server(
-        (Listen("0.0.0.0", 80), Listen("0.0.0.0", 80, default_server=True)),
+        (
+            Listen("0.0.0.0", 80, addresses=("0.0.0.0",)),
+            Listen("0.0.0.0", 80, default_server=True, addresses=("0.0.0.0",)),
+        ),
         ("b",),
         SETTINGS,
     )

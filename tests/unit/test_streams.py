@@ -366,43 +366,32 @@ def test_aclose_twice_is_fine(unix_pair):
     run(main)
 
 
-def test_aclose_wakes_a_task_blocked_in_receive_some_with_closed_resource_error(unix_pair):
+@pytest.mark.parametrize(
+    "opened, operation",
+    [
+        pytest.param(lambda ours, listening: SocketStream(ours), lambda stream: stream.receive_some(),
+                     id="receive_some"),
+        pytest.param(lambda ours, listening: SocketStream(ours), lambda stream: stream.send_all(PAYLOAD[:BIG]),
+                     id="send_all"),
+        pytest.param(lambda ours, listening: Listener(listening), lambda listener: listener.accept(), id="accept"),
+    ],
+)
+def test_aclose_wakes_a_task_blocked_in_it_with_closed_resource_error(unix_pair, listening_socket, opened, operation):
     ours, _ = unix_pair
 
     async def main():
-        stream = SocketStream(ours)
+        resource = opened(ours, listening_socket)
         woken = []
 
-        async def receiver():
+        async def blocked():
             with pytest.raises(trio.ClosedResourceError):
-                await stream.receive_some()
+                await operation(resource)
             woken.append(True)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(receiver)
+            nursery.start_soon(blocked)
             await trio.testing.wait_all_tasks_blocked()
-            await stream.aclose()
-        assert woken == [True]
-
-    run(main)
-
-
-def test_aclose_wakes_a_task_blocked_in_send_all_with_closed_resource_error(unix_pair):
-    ours, _ = unix_pair
-
-    async def main():
-        stream = SocketStream(ours)
-        woken = []
-
-        async def sender():
-            with pytest.raises(trio.ClosedResourceError):
-                await stream.send_all(PAYLOAD[:BIG])
-            woken.append(True)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sender)
-            await trio.testing.wait_all_tasks_blocked()
-            await stream.aclose()
+            await resource.aclose()
         assert woken == [True]
 
     run(main)
@@ -614,25 +603,6 @@ def test_accept_after_aclose_raises_closed_resource_error(listening_socket):
         with pytest.raises(trio.ClosedResourceError):
             await listener.accept()
         await listener.aclose()
-
-    run(main)
-
-
-def test_aclose_wakes_a_task_blocked_in_accept_with_closed_resource_error(listening_socket):
-    async def main():
-        listener = Listener(listening_socket)
-        woken = []
-
-        async def acceptor():
-            with pytest.raises(trio.ClosedResourceError):
-                await listener.accept()
-            woken.append(True)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(acceptor)
-            await trio.testing.wait_all_tasks_blocked()
-            await listener.aclose()
-        assert woken == [True]
 
     run(main)
 
