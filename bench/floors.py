@@ -52,7 +52,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import select
 import statistics
 import subprocess
 import sys
@@ -60,12 +59,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import floors_wire
 import shared
 from machine import loadavg, machine_line, package_version, raise_file_limit
-from shared import BENCH, BENCH_PYTHON
+from shared import BENCH_PYTHON, Child, Failed, TimeLimit
 
 UNAVAILABLE = "—"
 
@@ -129,73 +127,6 @@ SCENARIOS = (
     Scenario("handshake floor, asyncio (standard loop): raw, `Protocol`",
              "floors_asyncio.py", ("handshake", "asyncio"), "handshake"),
 )
-
-
-class Failed(Exception):
-    """A scenario that did not produce a figure; the message says why."""
-
-
-class TimeLimit(Failed):
-    """The run's hard time limit came before the scenario's end."""
-
-
-class Child:
-    """A child process speaking lines on stdin/stdout; stopped by its pid in `stop`."""
-
-    def __init__(self, argv: list[str], errors: IO[bytes]) -> None:
-        self.errors = errors
-        self.process = subprocess.Popen(
-            argv, cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-        )
-        self.buffer = b""
-
-    def say(self, line: bytes) -> None:
-        try:
-            os.write(self.process.stdin.fileno(), line + b"\n")
-        except OSError as error:
-            raise Failed(f"gone ({error.strerror})") from None
-
-    def expect(self, word: bytes, deadline: float) -> list[bytes]:
-        """The words after `word` on the child's next line; Failed if anything else comes."""
-        while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeLimit(f"no {word.decode()!r} before the time limit")
-            readable, _, _ = select.select([self.process.stdout], [], [], remaining)
-            if readable:
-                data = os.read(self.process.stdout.fileno(), 4096)
-                if not data:
-                    raise Failed(f"exited with status {self.process.wait()}{self.stderr_tail()}")
-                self.buffer += data
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        first, *rest = line.split()
-        if first != word:
-            raise Failed(f"said {line!r}, not {word.decode()!r}")
-        return rest
-
-    def stderr_tail(self) -> str:
-        self.errors.flush()
-        self.errors.seek(0)
-        tail = self.errors.read().decode(errors="replace").strip().splitlines()[-5:]
-        return (": " + " / ".join(tail)) if tail else ""
-
-    def stop(self) -> None:
-        """Close stdin (the child's cue to exit), then SIGTERM and SIGKILL by pid if need be."""
-        process = self.process
-        try:
-            process.stdin.close()
-        except OSError:
-            pass
-        try:
-            process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stdout.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from floors_wire import (
     push_request,
     upgrade_request,
 )
+from shared import Control
 
 try:
     import uvloop
@@ -42,35 +43,6 @@ except ImportError:
 
 CONNECT_BATCH = 100
 ANSWER = len(RESPONSE_204)
-
-
-class Control:
-    """The orchestrator's lines on stdin."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.partial = b""
-        self.loop = loop
-        loop.add_reader(0, self._read)
-
-    def _read(self) -> None:
-        data = os.read(0, 1024)
-        if not data:
-            self.loop.remove_reader(0)
-            self.lines.put_nowait(None)
-            return
-        *lines, self.partial = (self.partial + data).split(b"\n")
-        for line in lines:
-            self.lines.put_nowait(line.strip())
-
-    async def wait_for(self, word: bytes) -> bool:
-        """True once `word` arrives, False if stdin closes first."""
-        while True:
-            line = await self.lines.get()
-            if line is None:
-                return False
-            if line == word:
-                return True
 
 
 class PushRun:

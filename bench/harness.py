@@ -101,6 +101,7 @@ FAILURE_KEYS = {
     "push_duplicated": ("push_duplicated",),
     "errors": ("push_errors", "latency_errors"),
 }
+"""A summed row's names that add up several scenarios' keys; any other name is a key itself."""
 
 
 def ensure_nchan() -> str | None:
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if timed_out:
         print(f"bench: hard time limit of {limit:.0f} s reached; partial table", file=sys.stderr)
     machine = machine_line(load_before, loadavg(), elapsed)
-    versions = _versions(tools, specs)
+    versions = versions_line(tools, specs)
     table = render_table(specs, results, rows(counts))
     notes = [f"- {label}: {why}" for label, why in {**remarks, **skipped}.items()]
     notes += [f"- {label}: {why}" for label, whys in broken.items() for why in whys]
@@ -384,7 +385,8 @@ def _failure_cell(result: dict[str, list[float]], row: Row) -> str:
     if not result:
         return "—"
     return " / ".join(
-        str(int(sum(sum(result.get(key, [])) for key in FAILURE_KEYS[name]))) for name in row.keys
+        str(int(sum(sum(result.get(key, [])) for key in FAILURE_KEYS.get(name, (name,)))))
+        for name in row.keys
     )
 
 
@@ -435,7 +437,7 @@ def render_table(
     return "\n".join(lines)
 
 
-def _versions(tools: Tools, specs: list[SystemSpec]) -> str:
+def versions_line(tools: Tools, specs: list[SystemSpec]) -> str:
     kinds = {spec.kind for spec in specs}
     parts = [f"Python {platform.python_version()}"]
     if "nginxws" in kinds:

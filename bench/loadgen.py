@@ -94,8 +94,13 @@ class Target:
     False: nchan: the client subscribes to ``/ws/CHANNEL`` and is pushed to at ``/pub/CHANNEL``."""
     deflate: bool = False
     """The server runs permessage-deflate: clients offer it, insist on it and inflate."""
+    path: str | None = None
+    """The path (and query) every client connects to, whatever its channel: the fan-out's
+    ``/sub?channel=NAME``; None: the path above."""
 
     def subscribe_path(self, channel: str) -> str:
+        if self.path is not None:
+            return self.path
         return "/ws" if self.welcome else f"/ws/{channel}"
 
 

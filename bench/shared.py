@@ -1,5 +1,5 @@
 """What bench/run.py's subcommands share: where things are, the interpreter each continues in,
-how big a run is, and the Markdown section a run writes.
+how big a run is, the Markdown section a run writes, and child processes that speak lines.
 
 Standard library only: bench/run.py imports it before it knows which interpreter it will run
 under.
@@ -8,16 +8,19 @@ under.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime
 import hashlib
 import os
 import re
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -119,3 +122,100 @@ def write_section(path: Path, name: str, argv: list[str], body: list[str]) -> No
         text = (text.rstrip("\n") + "\n\n" if text else "") + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+class Failed(Exception):
+    """A child process that did not do what was expected of it; the message says why."""
+
+
+class TimeLimit(Failed):
+    """The deadline came before the line expected."""
+
+
+class Child:
+    """A child process speaking lines on stdin/stdout (the parent's end; `Control` is the
+    child's), run from bench/; stopped by its pid in `stop`."""
+
+    def __init__(self, argv: list[str], errors: IO[bytes]) -> None:
+        self.errors = errors
+        self.process = subprocess.Popen(
+            argv, cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+        )
+        self.buffer = b""
+
+    def say(self, line: bytes) -> None:
+        try:
+            os.write(self.process.stdin.fileno(), line + b"\n")
+        except OSError as error:
+            raise Failed(f"gone ({error.strerror})") from None
+
+    def expect(self, word: bytes, deadline: float) -> list[bytes]:
+        """The words after `word` on the child's next line; Failed if anything else comes."""
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeLimit(f"no {word.decode()!r} before the time limit")
+            readable, _, _ = select.select([self.process.stdout], [], [], remaining)
+            if readable:
+                data = os.read(self.process.stdout.fileno(), 4096)
+                if not data:
+                    raise Failed(f"exited with status {self.process.wait()}{self.stderr_tail()}")
+                self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        first, *rest = line.split()
+        if first != word:
+            raise Failed(f"said {line!r}, not {word.decode()!r}")
+        return rest
+
+    def stderr_tail(self) -> str:
+        self.errors.flush()
+        self.errors.seek(0)
+        tail = self.errors.read().decode(errors="replace").strip().splitlines()[-5:]
+        return (": " + " / ".join(tail)) if tail else ""
+
+    def stop(self) -> None:
+        """Close stdin (the child's cue to exit), then SIGTERM and SIGKILL by pid if need be."""
+        process = self.process
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+class Control:
+    """The parent's lines on stdin, in a child process run by `Child` (the child's end)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.partial = b""
+        self.loop = loop
+        loop.add_reader(0, self._read)
+
+    def _read(self) -> None:
+        data = os.read(0, 1024)
+        if not data:
+            self.loop.remove_reader(0)
+            self.lines.put_nowait(None)
+            return
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            self.lines.put_nowait(line.strip())
+
+    async def wait_for(self, word: bytes) -> bool:
+        """True once `word` arrives, False if stdin closes first."""
+        while True:
+            line = await self.lines.get()
+            if line is None:
+                return False
+            if line == word:
+                return True

@@ -28,6 +28,7 @@ NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PR_SET_PDEATHSIG = 1
+_TCP_ESTABLISHED = "01"
 
 
 class StartError(Exception):
@@ -136,10 +137,15 @@ def _process_tree(root: int) -> list[int]:
 class RunningServer(ServerProbe):
     """A started system: its port, its process tree's CPU and memory, and how to stop it."""
 
-    def __init__(self, spec: SystemSpec, process: subprocess.Popen[bytes], port: int, log: Path):
+    def __init__(
+        self, spec: SystemSpec, process: subprocess.Popen[bytes], port: int, log: Path,
+        publish_port: int | None = None,
+    ):
         self.spec = spec
         self.process = process
         self.port = port
+        self.publish_port = publish_port
+        """The fan-out configuration's publisher port (`start(fanout=True)`); else None."""
         self.log = log
         self.known_pids: set[int] = {process.pid}
         self.shortfall: str | None = None
@@ -160,6 +166,51 @@ class RunningServer(ServerProbe):
                 continue
             ticks += int(fields[11]) + int(fields[12])
         return ticks / _CLOCK_TICKS
+
+    def cpu_seconds_exact(self) -> float:
+        """The tree's CPU time to the nanosecond: the scheduler's run time (user and system,
+        the same total `cpu_seconds` counts in 10 ms ticks) of each thread, from
+        /proc/PID/task/TID/schedstat. Threads that ended are not counted: read it over a phase
+        in which the server's threads stay (nginx's and nginxws's workers keep theirs)."""
+        nanoseconds = 0
+        for pid in self.pids():
+            try:
+                threads = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for thread in threads:
+                try:
+                    with open(f"/proc/{pid}/task/{thread}/schedstat", "rb") as schedstat:
+                        nanoseconds += int(schedstat.read().split(None, 1)[0])
+                except (OSError, ValueError):
+                    continue
+        return nanoseconds / 1e9
+
+    def connections_by_process(self, port: int) -> list[int]:
+        """How many established TCP connections to `port` each process of the tree holds, from
+        /proc/net/tcp and each process's /proc/PID/fd (after a fork a connection is held by the
+        process that accepted it)."""
+        wanted = f":{port:04X}"
+        inodes: set[str] = set()
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[1].endswith(wanted) and fields[3] == _TCP_ESTABLISHED:
+                    inodes.add(f"socket:[{fields[9]}]")
+        counts = []
+        for pid in self.pids():
+            held = 0
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    try:
+                        held += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
+                    except OSError:
+                        continue
+            except OSError:
+                pass
+            counts.append(held)
+        return counts
 
     def rss_bytes(self) -> int:
         pages = 0
@@ -254,12 +305,25 @@ worker_rlimit_nofile {nofile};
 events {{ worker_connections 20000; }}
 http {{
     access_log off;
+{servers}
+}}
+"""
+
+NGINXWS_PUSH = """\
     server {{
         listen 127.0.0.1:{port};
         location /ws {{ websocket{parameters}; }}
+    }}"""
+
+NGINXWS_FANOUT = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location /sub {{ websocket welcome=off; websocket_channels $arg_channel; }}
     }}
-}}
-"""
+    server {{
+        listen 127.0.0.1:{publish_port};
+        location /pub {{ websocket_publish $arg_channel; }}
+    }}"""
 
 NCHAN_CONF = """\
 load_module {module};
@@ -273,6 +337,11 @@ events {{ worker_connections 20000; }}
 http {{
     access_log off;
 {temp_paths}
+{servers}
+}}
+"""
+
+NCHAN_PUSH = """\
     server {{
         listen 127.0.0.1:{port};
         location ~ ^/ws/(\\w+)$ {{
@@ -285,9 +354,27 @@ http {{
             nchan_channel_id $1;
             nchan_message_buffer_length 0;
         }}
+    }}"""
+
+NCHAN_FANOUT = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location /sub {{
+            nchan_subscriber websocket;
+            nchan_channel_id $arg_channel;
+            nchan_message_buffer_length 0;
+        }}
     }}
-}}
-"""
+    server {{
+        listen 127.0.0.1:{publish_port};
+        location /pub {{
+            nchan_publisher http;
+            nchan_channel_id $arg_channel;
+            nchan_message_buffer_length 0;
+        }}
+    }}"""
+"""nchan as nginxws's fan-out configuration: subscribers on the first port, the publisher on
+an internal one, memory storage, no message kept for later subscribers (nginxws keeps none)."""
 
 
 def _nginx_temp_paths(workdir: Path) -> str:
@@ -300,41 +387,55 @@ def _nginx_temp_paths(workdir: Path) -> str:
     return "\n".join(lines)
 
 
-def start(spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0) -> RunningServer:
+def start(
+    spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0, fanout: bool = False
+) -> RunningServer:
     """Start `spec` in `workdir` and wait until it accepts connections.
 
     `grace`: how long to wait for the configured number of processes once the port accepts.
+    `fanout`: the channels configuration (nginxws and nchan only): subscribers connect to
+    ``/sub?channel=NAME`` on `RunningServer.port`, a POST to ``/pub?channel=NAME`` on
+    `RunningServer.publish_port` reaches them all.
     """
     port = free_port()
+    publish_port = None
+    if fanout:
+        publish_port = free_port()
+        while publish_port == port:
+            publish_port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     if spec.kind == "nginxws":
         conf = workdir / "bench.conf"
-        parameters = spec.deflate.websocket_parameters if spec.deflate else ""
-        conf.write_text(
-            NGINXWS_CONF.format(
-                workers=spec.workers, nofile=tools.nofile, port=port, parameters=parameters
-            )
-        )
+        if fanout:
+            servers = NGINXWS_FANOUT.format(port=port, publish_port=publish_port)
+        else:
+            parameters = spec.deflate.websocket_parameters if spec.deflate else ""
+            servers = NGINXWS_PUSH.format(port=port, parameters=parameters)
+        conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, servers=servers))
         binary = tools.baseline if spec.baseline else tools.nginxws
         command = [str(binary), "-p", f"{workdir}/", "-c", str(conf)]
         processes = 1 + spec.workers
     elif spec.kind == "nchan":
         conf = workdir / "nchan.conf"
+        servers = (
+            NCHAN_FANOUT.format(port=port, publish_port=publish_port) if fanout
+            else NCHAN_PUSH.format(port=port)
+        )
         conf.write_text(
             NCHAN_CONF.format(
-                module=NCHAN_MODULE, workers=spec.workers, nofile=tools.nofile, port=port,
-                temp_paths=_nginx_temp_paths(workdir),
+                module=NCHAN_MODULE, workers=spec.workers, nofile=tools.nofile,
+                temp_paths=_nginx_temp_paths(workdir), servers=servers,
             )
         )
         command = [str(NGINX), "-p", f"{workdir}/", "-c", str(conf), "-e", "stderr"]
         processes = 1 + spec.workers
-    elif spec.kind == "websockets":
+    elif spec.kind == "websockets" and not fanout:
         command = [str(tools.bench_python), str(PEER), "--port", str(port)]
         if spec.deflate:
             command += spec.deflate.peer_arguments
         processes = 1
     else:
-        raise ValueError(f"unknown system {spec.kind!r}")
+        raise ValueError(f"no {'fan-out ' if fanout else ''}configuration for {spec.kind!r}")
     log = workdir / "server.log"
     with open(log, "wb") as log_file:
         try:
@@ -344,7 +445,7 @@ def start(spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0) -> 
             )
         except OSError as error:
             raise StartError(f"{spec.label}: cannot run {command[0]}: {error}") from None
-    server = RunningServer(spec, process, port, log)
+    server = RunningServer(spec, process, port, log, publish_port)
     try:
         server.wait_ready(processes, grace=grace)
     except BaseException:

@@ -1,9 +1,10 @@
-"""`bench/run.py systems` and `memory` keep working: every scenario at tiny counts, nginxws and
-its Python peer (`bench/run.py` without a subcommand is `systems`).
+"""`bench/run.py systems`, `memory` and `fanout` keep working: every scenario at tiny counts,
+nginxws and its Python peer (`bench/run.py` without a subcommand is `systems`); the channels
+fan-out beside nginx + nchan (which the bench installs through apt when it is missing).
 
 No figure is asserted (the machines are shared and noisy); the run must only
-deliver every push exactly once to the right client, which the harness checks
-and reports with its exit status.
+deliver every push exactly once to the right client (every publish to every
+subscriber, in order), which the harness checks and reports with its exit status.
 """
 
 import subprocess
@@ -59,3 +60,36 @@ def test_memory_owners_reports_bytes_per_connection_by_library(tmp_path):
     assert "50 idle connections:" in result.stdout
     for owner in ("| trio |", "| wsproto |", "| nginxws |"):
         assert owner in result.stdout
+
+
+FANOUT_TINY = ["fanout", "--quick", "--no-venv", "--subscribers", "100", "--publishes", "10",
+               "--time-limit", "120"]
+FANOUT_FAILURES = "| lost deliveries / order violations / publish errors |"
+
+
+def test_fanout_reaches_every_nchan_subscriber_in_order(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCH), *FANOUT_TINY, "--systems", "nchan"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| metric | nchan 1w | nchan 2w |" in result.stdout
+    assert f"{FANOUT_FAILURES} 0 / 0 / 0 | 0 / 0 / 0 |" in result.stdout
+
+
+def test_fanout_runs_nginxws_channels_beside_nchan_with_issue_11_ratios(nginxws_bin, tmp_path):
+    """nginxws with 1 and 2 workers and nchan with 1 and 2, in one run: every publish reaches
+    every subscriber in order, and the targets table has a ratio on each line."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH), *FANOUT_TINY, "--systems", "nginxws,nchan",
+         "--nginxws-bin", nginxws_bin],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("| metric | nginxws 1w | nginxws 2w | nchan 1w | nchan 2w | nginxws 1w / nchan 1w |"
+            in result.stdout)
+    assert f"{FANOUT_FAILURES} 0 / 0 / 0 | 0 / 0 / 0 | 0 / 0 / 0 | 0 / 0 / 0 |" in result.stdout
+    targets = [line for line in result.stdout.splitlines() if line.startswith("| deliveries/s, ")
+               or line.startswith("| server CPU per delivery ≤")]
+    assert len(targets) == 3, result.stdout
+    assert all("| — |" not in line for line in targets), result.stdout
