@@ -240,6 +240,7 @@ def _location(draft: LocationDraft, parent: HttpSettings) -> Location:
         return_=draft.return_,
         locations=tuple(_location(loc, settings) for loc in draft.locations),
         where=draft.where,
+        report=draft.report,
     )
 
 

@@ -226,6 +226,25 @@ SUPPORTED_DIRECTIVES = (
        doc="Makes the location a [publish endpoint](channels.md) for the channel named, which "
            "may hold [variables](#variables-in-channel-names): `websocket_publish $arg_channel;`. "
            "Not allowed with `websocket` in the same location; not inherited by nested locations."),
+    # -- status and metrics (docs/status.md) -------------------------------------
+    _d("stub_status", {LOCATION}, (0, 1), h.report,
+       syntax="stub_status;",
+       doc="The location answers `GET` and `HEAD` with nginx's basic status page (`Active "
+           "connections`, `accepts handled requests`, `Reading Writing Waiting`), counted over "
+           "every worker of the host, draining ones included; see [status.md](status.md). An "
+           "argument (`stub_status on;`, the syntax before nginx 1.7.5) is accepted and ignored. "
+           "Only in a location (nginx also allows it in `server`)."),
+    _d("websocket_metrics", {LOCATION}, NOARGS, h.report,
+       syntax="websocket_metrics;",
+       doc="The location answers `GET` and `HEAD` with the host's metrics in Prometheus' text "
+           "format: connections, WebSocket clients per location, handshakes, pushes and publishes "
+           "by status, sessions closed by reason, bytes, reloads, restarts, each worker's CPU, "
+           "memory and descriptors; see [status.md](status.md)."),
+    _d("websocket_health", {LOCATION}, NOARGS, h.report,
+       syntax="websocket_health;",
+       doc="The location answers 200 while every worker of the serving generation is alive and "
+           "ready, and 503 otherwise (a worker died and is not replaced yet), for load balancers' "
+           "health checks; see [status.md](status.md#health-checks)."),
 )
 
 IGNORED_DIRECTIVES = tuple(

@@ -48,6 +48,7 @@ class LocationDraft(LevelDraft):
     publish: ComplexValue | None = None
     return_: Return | None = None
     locations: list[LocationDraft] = field(default_factory=list)
+    report: str | None = None  # stub_status, websocket_metrics or websocket_health
 
     @property
     def name(self) -> str:

@@ -374,6 +374,7 @@ def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
         raise st.error('"websocket" directive is duplicate')
     if draft.publish is not None:
         raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket", other="websocket_publish"))
+    _no_report(st, draft)
     try:
         ws = parse_websocket(st.args, ctx.resolve)
     except WebSocketArgError as err:
@@ -422,4 +423,28 @@ def websocket_publish(ctx: Context, st: Statement, draft: LocationDraft) -> None
         raise st.error('"websocket_publish" directive is duplicate')
     if draft.websocket is not None:
         raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket_publish", other="websocket"))
+    _no_report(st, draft)
     draft.publish = _channel(st, st.args[0], draft)
+
+
+# -- status and metrics -----------------------------------------------------------
+
+
+def report(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """``stub_status``, ``websocket_metrics``, ``websocket_health``: the location
+    answers with the host's state.  One per location, and not with
+    ``websocket`` or ``websocket_publish``; ``stub_status`` takes (and
+    ignores) one argument, as nginx's does since ``stub_status on`` became
+    ``stub_status``."""
+    if draft.report == st.name:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    _no_report(st, draft)
+    for other, present in (("websocket", draft.websocket), ("websocket_publish", draft.publish)):
+        if present is not None:
+            raise st.error(WEBSOCKET_WITH_PUBLISH.format(name=st.name, other=other))
+    draft.report = st.name
+
+
+def _no_report(st: Statement, draft: LocationDraft) -> None:
+    if draft.report is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name=st.name, other=draft.report))

@@ -279,3 +279,15 @@ def test_channels_and_publish_locations() -> None:
         ("$1", False, None),
         ("news", True, None),
     ]
+
+
+def test_status_metrics_and_health_locations() -> None:
+    (server,) = _load("status.conf").http.servers
+    assert {loc.pattern: loc.report for loc in server.locations} == {
+        "/ws": None,
+        "/basic_status": "stub_status",
+        "/old_status": "stub_status",
+        "/metrics": "websocket_metrics",
+        "/health": "websocket_health",
+    }
+    assert _location(server, "/health").settings.access_logs == ()
