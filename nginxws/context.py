@@ -45,6 +45,8 @@ class WorkerContext(Protocol):
     send_watch: SendWatching
     error_log: ErrorLogger
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
+    counters: memoryview  # this worker's slot of the host's statistics (``nginxws.stats``)
+    location_ids: dict[int, int]  # id(websocket location) -> its entry in the statistics' location table
 
     def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:
         """The push URLs' addresses of this worker for ``server``."""
@@ -58,3 +60,7 @@ class WorkerContext(Protocol):
     def remove_session(self, session: LiveSession) -> None: ...
 
     def log_access(self, exchange: Exchange, remote, local) -> None: ...
+
+    def report(self, kind: str) -> tuple[int, bytes, bytes]:
+        """The answer of a ``stub_status``, ``websocket_metrics`` or
+        ``websocket_health`` location: status, content type, body."""

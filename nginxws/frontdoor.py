@@ -39,6 +39,7 @@ from nginxws.context import WorkerContext
 from nginxws.log import Exchange
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
+from nginxws.stats import HANDSHAKES, PUBLISHES, READING, REQUESTS, STATUS_INDEX, WAITING, WRITING
 from nginxws.streams import SocketStream
 from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
 from nginxws.wsconn import Upgrade, run_session
@@ -46,6 +47,8 @@ from nginxws.wsconn import Upgrade, run_session
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 ROUTING_HEADERS = frozenset({b"host", b"content-length", b"content-type"})
 PUBLISHED = 202  # accepted for delivery: on this worker at once, on the others through the bus
+PUBLISHED_202 = PUBLISHES + STATUS_INDEX[PUBLISHED]
+PUBLISHED_413 = PUBLISHES + STATUS_INDEX[413]
 JSON = (b"Content-Type", b"application/json")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
@@ -110,6 +113,17 @@ class Answer:
     read_body: bool = False  # read and drop the request body first (keep-alive goes on)
     silent: bool = False  # ``return 444``: close without a word
     log: tuple[str, str] | None = None  # (error_log level, message)
+    family: int | None = None  # the status family it counts in (``stats.HANDSHAKES``, ``stats.PUBLISHES``)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A GET or HEAD to a ``stub_status``, ``websocket_metrics`` or
+    ``websocket_health`` location: answered with the host's state (``kind``)."""
+
+    kind: str
+    server: Server
+    settings: HttpSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +170,12 @@ HANDSHAKE_HEADERS = {
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer | Upgrade | Publish:
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
+           remote=None) -> Answer | Upgrade | Publish | Report:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
-    (``trailing``: what the client sent after it, its first frames), or the
-    publish it makes."""
+    (``trailing``: what the client sent after it, its first frames), the
+    publish it makes, or the report it asks for."""
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -186,31 +201,41 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
 
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
-        return Answer(413, server, settings, close=True,
+        family = None
+        if location is not None and answer is None:
+            family = HANDSHAKES if location.websocket else PUBLISHES if location.publish else None
+        return Answer(413, server, settings, close=True, family=family,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
 
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
         if isinstance(handshake, int):
             return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
-                          read_body=True)
+                          read_body=True, family=HANDSHAKES)
         key, offers = handshake
         if not location.channels:
             return Upgrade(key, offers, trailing, server, location, path)
         channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
         if channels is None:
-            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
+            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"),
+                          family=HANDSHAKES)
         return Upgrade(key, offers, trailing, server, location, path, channels)
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
-            return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
+            return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True, family=PUBLISHES)
         channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
-                          log=("info", "client sent invalid channel name" if channel else "no channel name"))
+                          log=("info", "client sent invalid channel name" if channel else "no channel name"),
+                          family=PUBLISHES)
         return Publish(channel, server, settings, found.get(b"content-type"))
+
+    if location is not None and location.report is not None and answer is None:
+        if request.method not in (b"GET", b"HEAD"):
+            return Answer(405, server, settings, read_body=True)  # as nginx's stub_status: no Allow
+        return Report(location.report, server, settings)
 
     if answer is not None:
         return _return(answer, server, settings, found.get(b"host"))
@@ -260,20 +285,36 @@ class FrontDoor:
         worker, http, stream = self.worker, self._http, self.stream
         default = self._group.default_server
         settings: HttpSettings = default.settings
+        counters = worker.counters
+        # The connection's state for stub_status, as nginx counts it: Waiting
+        # until a request begins, Reading its head, Writing from there to the
+        # answer's end, or to the end of the WebSocket session it opens.
+        state = WAITING
+        counters[WAITING] += 1
         first = True
         try:
             while True:
-                if not first and not http.trailing_data[0]:
-                    # As nginx: an idle keep-alive connection waits keepalive_timeout
-                    # for the next request to begin, then client_header_timeout for
-                    # the rest of its head; an idle one is closed without a word.
-                    with trio.move_on_after(settings.keepalive_timeout):
+                head_by = trio.current_time() + settings.client_header_timeout
+                if not http.trailing_data[0]:
+                    # As nginx: a new connection waits client_header_timeout for
+                    # its first request to begin (and to end), an idle keep-alive
+                    # one keepalive_timeout for the next one, then
+                    # client_header_timeout for the rest of its head; an idle
+                    # connection is closed without a word.
+                    with trio.move_on_at(head_by if first else trio.current_time() + settings.keepalive_timeout):
                         http.receive_data(await stream.receive_some(RECEIVE_BYTES))
                     if not http.trailing_data[0] and not http.trailing_data[1]:
+                        if first:
+                            worker.error_log.info("client timed out", conn=self.number)
                         return
+                    if not first:
+                        head_by = trio.current_time() + settings.client_header_timeout
+                counters[state] -= 1
+                counters[READING] += 1
+                state = READING
                 exchange = Exchange(None, default, self.number)
                 try:
-                    event = await next_event(http, stream, trio.current_time() + settings.client_header_timeout)
+                    event = await next_event(http, stream, head_by)
                 except ClientTimeout:
                     await self._timed_out(first, exchange, settings)
                     return
@@ -283,6 +324,10 @@ class FrontDoor:
                 if not isinstance(event, h11.Request):
                     return  # closed, or paused after a close
                 first = False
+                counters[REQUESTS] += 1
+                counters[READING] -= 1
+                counters[WRITING] += 1
+                state = WRITING
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote)
                 if isinstance(decision, Upgrade):
@@ -300,6 +345,8 @@ class FrontDoor:
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)
+                elif isinstance(decision, Report):
+                    await self._report(decision, event, exchange)
                 else:
                     await self._answer(decision, event, exchange)
                 worker.log_access(exchange, self.remote, self.local)
@@ -309,6 +356,9 @@ class FrontDoor:
                     http.start_next_cycle()
                 except h11.LocalProtocolError:
                     return
+                counters[WRITING] -= 1
+                counters[WAITING] += 1
+                state = WAITING
         except h11.RemoteProtocolError as err:
             # Only a request body read before answering gets here (a head h11
             # cannot parse is answered above): drop the connection, as nginx does.
@@ -317,6 +367,7 @@ class FrontDoor:
         except (ClientClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
+            counters[state] -= 1
             stream.close()
 
     async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
@@ -329,6 +380,8 @@ class FrontDoor:
         if answer.silent:
             raise ClientClosed
         exchange.status = answer.status
+        if answer.family is not None:
+            self.worker.counters[answer.family + STATUS_INDEX[answer.status]] += 1
         head, tokens = request.method == b"HEAD", answer.settings.server_tokens
         if answer.page:
             exchange.sent = await send_error(self._http, self.stream, answer.status, tokens=tokens, head=head,
@@ -349,19 +402,32 @@ class FrontDoor:
             self.worker.error_log.error(f"client intended to send too large chunked body: {err.size} bytes",
                                         conn=self.number)
             exchange.status = 413
+            self.worker.counters[PUBLISHED_413] += 1
             exchange.sent = await send_error(self._http, self.stream, 413, tokens=tokens, close=True)
             return
         try:
             message = push_message(body, publish.content_type, body_limit(settings))
         except PushError as err:
             exchange.status = err.status
+            self.worker.counters[PUBLISHES + STATUS_INDEX[err.status]] += 1
             exchange.sent = await send_response(self._http, self.stream, err.status, [TEXT],
                                                 f"{err.reason}\n".encode(), tokens=tokens)
             return
         delivered = self.worker.publish(publish.channel, message)
         exchange.status = PUBLISHED
+        self.worker.counters[PUBLISHED_202] += 1
         body = b'{"channel": "%s", "local_subscribers": %d}\n' % (publish.channel.encode(), delivered)
         exchange.sent = await send_response(self._http, self.stream, PUBLISHED, [JSON], body, tokens=tokens)
+
+    async def _report(self, report: Report, request: h11.Request, exchange: Exchange) -> None:
+        """The host's status, metrics or health, as ``report.kind`` asks."""
+        exchange.server, exchange.settings = report.server, report.settings
+        await self._discard_body(report.settings)
+        status, content_type, body = self.worker.report(report.kind)
+        exchange.status = status
+        exchange.sent = await send_response(self._http, self.stream, status, [(b"Content-Type", content_type)],
+                                            body, tokens=report.settings.server_tokens,
+                                            head=request.method == b"HEAD")
 
     async def _timed_out(self, first: bool, exchange: Exchange, settings: HttpSettings) -> None:
         if first and not self._http.trailing_data[0]:

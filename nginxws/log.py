@@ -368,6 +368,20 @@ _LOG_OPS: dict[str, Callable[[AccessEntry, float], bytes]] = {
     "body_bytes_sent": lambda e, now: b"%d" % max(e.body_bytes_sent, 0),
 }
 
+# stub_status's variables: the host's connections now (``nginxws.stats``), in
+# the order of ``ConnectionCounts``; rendered as numbers, never missing.
+_CONNECTIONS = ("connections_active", "connections_reading", "connections_writing", "connections_waiting")
+ConnectionCounts = Callable[[], tuple[int, int, int, int]]
+
+
+def _no_connections() -> tuple[int, int, int, int]:
+    return (0, 0, 0, 0)
+
+
+def _connections_op(index: int, connections: ConnectionCounts) -> Callable[[AccessEntry, float], bytes]:
+    return lambda e, now: b"%d" % connections()[index]
+
+
 # Ordinary variables: may be missing, escaped per the format's escape mode.
 _VARIABLES: dict[str, Getter] = {
     "remote_addr": lambda e, now: e.remote_addr.encode(),
@@ -439,8 +453,11 @@ def _render_variable(name: str, escape: str) -> Callable[[AccessEntry, float], b
     return render
 
 
-def compile_format(text: str, escape: str = "default") -> Formatter:
+def compile_format(text: str, escape: str = "default", connections: ConnectionCounts = _no_connections) -> Formatter:
     """Compile a ``log_format`` text into a function ``(entry, now) -> line``.
+
+    ``connections`` gives ``$connections_active``, ``_reading``, ``_writing``
+    and ``_waiting`` when a line is rendered (zeros: only checking a format).
 
     ``$name`` and ``${name}`` are variables, read by the scanner of every
     value with variables (``nginxws.conf.variables.scan``); everything else
@@ -457,6 +474,8 @@ def compile_format(text: str, escape: str = "default") -> Formatter:
                 parts.append(piece.encode())
                 continue
             op = _LOG_OPS.get(piece.name)
+            if op is None and piece.name in _CONNECTIONS:
+                op = _connections_op(_CONNECTIONS.index(piece.name), connections)
             parts.append(op if op is not None else _render_variable(piece.name, escape))
     except InvalidVariableName:
         raise LogFormatError(f'invalid parameter "{text}"') from None
@@ -476,11 +495,12 @@ class AccessLogger:
 
     Raises ``LogFormatError`` for a bad format and ``LogOpenError`` if a file
     cannot be opened.  An empty ``targets`` is ``access_log off``.
+    ``connections``: the host's connections, for ``$connections_*``.
     """
 
-    def __init__(self, targets: Sequence[AccessLog]) -> None:
+    def __init__(self, targets: Sequence[AccessLog], connections: ConnectionCounts = _no_connections) -> None:
         self.targets = tuple(targets)
-        formats = [compile_format(t.format, t.escape) for t in self.targets]
+        formats = [compile_format(t.format, t.escape, connections) for t in self.targets]
         self._outputs = list(zip(_open_all([t.path for t in self.targets]), formats, strict=True))
 
     def log(self, entry: AccessEntry) -> None:

@@ -34,6 +34,12 @@ Theory of operation
   published on one worker, the master relays to every other ready worker,
   of every generation, in the order it was published.  The master reads no
   message; it splits frames and queues them per worker.
+* The master creates the host's statistics region (``nginxws.stats``) once
+  and passes it to every worker as it passes the listen sockets.  It writes
+  who holds each slot (pid, state, generation), which generation serves,
+  the location table before a generation starts, and its own counters
+  (reloads, restarts) in slot 0; when it has reaped a worker it zeroes that
+  slot's gauges, whose counters stay for the slot's next holder.
 * ``master_process off``: the same process opens the sockets and runs one
   worker in itself; HUP is logged and ignored, since reloading needs a
   master.
@@ -56,11 +62,12 @@ import setproctitle
 import trio
 
 import nginxws
-from nginxws import bus, conf
+from nginxws import bus, conf, stats
 from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.listen_sockets import BindError, distinct_listens, open_listen
+from nginxws.stats import Region, location_keys
 from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
 from nginxws.worker_process import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
 
@@ -109,14 +116,18 @@ def run(config: Config, *, error_log: ErrorLogger, directives: str | None = None
             if config.daemon:
                 _detach_stdio()
             report = _Report(ready_fd)
-            if config.master_process:
-                setproctitle.setproctitle(f"{MASTER_TITLE} {' '.join(sys.argv)}")
-                master = Master(config, listening, error_log, directives, report)
-                status = trio.run(master.serve)
-                error_log = master.error_log
-                return status
-            setproctitle.setproctitle(SINGLE_TITLE)
-            return trio.run(_serve_single, config, listening, error_log, report)
+            region = Region.create() if config.master_process else Region.create(worker_slots=1)
+            try:
+                if config.master_process:
+                    setproctitle.setproctitle(f"{MASTER_TITLE} {' '.join(sys.argv)}")
+                    master = Master(config, listening, error_log, directives, report, region)
+                    status = trio.run(master.serve)
+                    error_log = master.error_log
+                    return status
+                setproctitle.setproctitle(SINGLE_TITLE)
+                return trio.run(_serve_single, config, listening, error_log, report, region)
+            finally:
+                region.close()
         finally:
             _remove_pid(config.pid, error_log)
             error_log.notice("exit")
@@ -215,11 +226,13 @@ def _remove_pid(path: str, error_log: ErrorLogger) -> None:
 # -- master_process off -------------------------------------------------------
 
 
-async def _serve_single(config: Config, listening: Listening, error_log: ErrorLogger, report: _Report) -> int:
-    """One worker in this process; HUP is logged and ignored."""
+async def _serve_single(config: Config, listening: Listening, error_log: ErrorLogger, report: _Report,
+                        region: Region) -> int:
+    """One worker in this process (its statistics in worker slot 0); HUP is logged and ignored."""
     sockets = [sock for sockets in listening.values() for sock in sockets]
     set_rlimit_nofile(config.worker_rlimit_nofile, error_log)
-    worker = Worker(config, 0, error_log)
+    region.register_locations(key for _, key in location_keys(config))
+    worker = Worker(config, 0, error_log, region)
     with trio.open_signal_receiver(signal.SIGHUP) as hangups:
         async with trio.open_nursery() as nursery:
             try:
@@ -228,6 +241,8 @@ async def _serve_single(config: Config, listening: Listening, error_log: ErrorLo
                 error_log.log(err.level, err.text)
                 report.close()
                 return 1
+            region.claim(1, os.getpid(), 1, stats.READY)
+            region.serve_generation(1, 1)
             report.ready()
             nursery.start_soon(_ignore_reload, hangups, error_log)
     return 0
@@ -257,6 +272,7 @@ class WorkerProcess:
     process: trio.Process
     slot: int
     config: Config
+    generation: int  # the reload it was started by (a respawn keeps it)
     channel: trio.SocketStream
     ready: bool = False
     stopping: bool = False  # told to stop: never restarted
@@ -282,8 +298,11 @@ class Master:
         error_log: ErrorLogger,
         directives: str | None,
         report: _Report,
+        region: Region,
     ) -> None:
         self.config = config
+        self.region = region
+        self.generations = 0  # generations started so far; the serving one is the region's
         self.listening = listening
         self.error_log = error_log
         self.directives = directives
@@ -302,6 +321,7 @@ class Master:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
+                    self.region.claim(0, os.getpid(), 0, stats.READY)
                     self.error_log.notice(f"{nginxws.NAME}/{nginxws.__version__}")
                     self.error_log.notice("start worker processes")
                     started = await self._start_generation(self.config)
@@ -342,8 +362,7 @@ class Master:
         self.exiting = True
         self.terminating = not graceful
         for worker in self.workers.values():
-            worker.stopping = True
-            worker.signal(signal.SIGQUIT if graceful else signal.SIGTERM)
+            self._stop(worker, signal.SIGQUIT if graceful else signal.SIGTERM)
         self._close_unused_listening()
         if not graceful:
             self._nursery.start_soon(self._kill_after, TERMINATE_TIMEOUT)
@@ -371,9 +390,11 @@ class Master:
             error_log = ErrorLogger(config.error_logs)
         except conf.ConfigError as err:
             self.error_log.log(err.level, err.text)
+            self.region.add(0, stats.RELOADS_FAILED)
             return
         except LogOpenError as err:
             self.error_log.log(err.level, err.text)
+            self.region.add(0, stats.RELOADS_FAILED)
             return
         for warning in config.warnings:
             self.error_log.log(warning.level, warning.text)
@@ -382,6 +403,7 @@ class Master:
         except BindError as err:
             self.error_log.log(err.level, err.text)
             error_log.close()
+            self.region.add(0, stats.RELOADS_FAILED)
             return
         old = [worker for worker in self.workers.values() if not worker.stopping]
         self.error_log.notice("start worker processes")
@@ -389,14 +411,15 @@ class Master:
             self.error_log.alert("new worker processes could not start, the old ones keep running")
             error_log.close()
             self._close_unused_listening()
+            self.region.add(0, stats.RELOADS_FAILED)
             return
         self.config = config
         self.error_log.close()
         self.error_log = error_log
         for worker in old:
-            worker.stopping = True
-            worker.signal(signal.SIGQUIT)
+            self._stop(worker, signal.SIGQUIT)
         self._close_unused_listening()
+        self.region.add(0, stats.RELOADS)
 
     # -- workers -------------------------------------------------------------
 
@@ -407,9 +430,11 @@ class Master:
         """
         taken = {worker.slot for worker in self.workers.values()}
         slots = [slot for slot in range(len(taken) + config.worker_processes) if slot not in taken]
+        self.generations += 1
+        self.region.register_locations(key for _, key in location_keys(config))
         started = []
         for slot in slots[: config.worker_processes]:
-            worker = await self._spawn(config, slot)
+            worker = await self._spawn(config, slot, self.generations)
             if worker is None:
                 break
             started.append(worker)
@@ -417,14 +442,24 @@ class Master:
             for worker in started:
                 nursery.start_soon(self._await_ready, worker)
         if len(started) == config.worker_processes and all(worker.ready for worker in started):
+            self.region.serve_generation(self.generations, config.worker_processes)
             return True
         for worker in started:
-            worker.stopping = True
-            worker.signal(signal.SIGTERM if worker.ready else signal.SIGKILL)
+            self._stop(worker, signal.SIGTERM if worker.ready else signal.SIGKILL)
         return False
 
-    async def _spawn(self, config: Config, slot: int) -> WorkerProcess | None:
+    def _stop(self, worker: WorkerProcess, signum: int) -> None:
+        """Tell ``worker`` to stop (it is never restarted); it drains, or dies."""
+        worker.stopping = True
+        self.region.set_state(1 + worker.slot, stats.DRAINING)
+        worker.signal(signum)
+
+    async def _spawn(self, config: Config, slot: int, generation: int) -> WorkerProcess | None:
         """Start a worker in ``slot`` and send it its order; None (logged) if the OS refuses."""
+        if slot >= self.region.capacity:
+            self.error_log.alert(f"no statistics slot for worker slot {slot}: "
+                                 f"at most {self.region.capacity} worker processes may run at once")
+            return None
         try:
             sockets = self._sockets_for(config, slot)
         except BindError as err:
@@ -435,7 +470,8 @@ class Master:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (PACKAGE_ROOT, env.get("PYTHONPATH"))))
         try:
             process = await trio.lowlevel.open_process(
-                WORKER_COMMAND, stdin=theirs.fileno(), pass_fds=[sock.fileno() for sock in sockets], env=env
+                WORKER_COMMAND, stdin=theirs.fileno(), env=env,
+                pass_fds=[*(sock.fileno() for sock in sockets), self.region.fd],
             )
         except OSError as err:
             ours.close()
@@ -444,10 +480,12 @@ class Master:
         finally:
             theirs.close()
         self.error_log.notice(f"start worker process {process.pid}")
-        worker = WorkerProcess(process, slot, config, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        self.region.claim(1 + slot, process.pid, generation)
+        worker = WorkerProcess(process, slot, config, generation,
+                               trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
         self.workers[worker.pid] = worker
         self._nursery.start_soon(self._supervise, worker)
-        order = Order(config, slot, tuple(sock.fileno() for sock in sockets))
+        order = Order(config, slot, tuple(sock.fileno() for sock in sockets), self.region.fd)
         try:
             await worker.channel.send_all(frame_order(order))
         except trio.BrokenResourceError:
@@ -480,6 +518,8 @@ class Master:
         line, newline, rest = line.partition(b"\n")
         if line.startswith(READY) and newline:
             worker.ready = True
+            if not worker.stopping:
+                self.region.set_state(1 + worker.slot, stats.READY)
             worker.push = json.loads(line[len(READY):])
             if worker.push:
                 self.error_log.notice(f"worker process {worker.pid} accepts pushes on {', '.join(worker.push)}")
@@ -515,6 +555,7 @@ class Master:
         status = await worker.process.wait()
         await worker.channel.aclose()
         del self.workers[worker.pid]
+        self.region.release(1 + worker.slot)
         if status < 0:
             self.error_log.alert(f"worker process {worker.pid} exited on signal {-status}")
         else:
@@ -524,12 +565,12 @@ class Master:
                 f"worker process {worker.pid} exited with fatal code {status} and cannot be respawned"
             )
         elif worker.ready and not worker.stopping and not self.exiting:
-            replacement = await self._spawn(worker.config, worker.slot)
+            replacement = await self._spawn(worker.config, worker.slot, worker.generation)
             if replacement is not None:
+                self.region.add(0, stats.RESTARTS)
                 await self._await_ready(replacement)
             if replacement is not None and not replacement.ready:
-                replacement.stopping = True
-                replacement.signal(signal.SIGKILL)
+                self._stop(replacement, signal.SIGKILL)
         self._close_unused_listening()
         self._check_done()
 

@@ -24,8 +24,10 @@ from nginxws.log import Exchange
 from nginxws.streams import SocketStream
 from nginxws.pushhttp import PushParser, PushRequest, channel_changes, push_id_from, push_message
 from nginxws.registry import PushError
+from nginxws.stats import PUSHES, READING, STATUS_INDEX, WAITING
 
 ALLOW = (b"Allow", b"POST, OPTIONS")
+PUSHED = PUSHES + STATUS_INDEX[204]
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
 
@@ -63,14 +65,27 @@ class PushConnection:
         parser = PushParser(server)
         ready = parser.ready
         stream = CoalescingStream(self.stream)
+        counters = worker.counters
+        # The connection's state for stub_status: Reading while a request's
+        # body is on its way, else Waiting (answers leave in one write).
+        state = WAITING
+        counters[WAITING] += 1
         with trio.CancelScope() as timeout:
             try:
                 answered = True
                 while True:
                     if parser.in_body:
                         rearm(timeout, trio.current_time() + parser.body_timeout)
+                        if state != READING:
+                            counters[state] -= 1
+                            counters[READING] += 1
+                            state = READING
                     elif answered:
                         rearm(timeout, trio.current_time() + keepalive)
+                        if state != WAITING:
+                            counters[state] -= 1
+                            counters[WAITING] += 1
+                            state = WAITING
                     data = await stream.receive_some(RECEIVE_BYTES)
                     if data:
                         parser.feed(data)
@@ -87,6 +102,7 @@ class PushConnection:
                     if parser.error is not None:
                         status, reason = parser.error
                         if status:
+                            counters[PUSHES + STATUS_INDEX[status]] += 1
                             await stream.send_all(_error(status, reason, (TEXT,), settings.server_tokens, True)[0])
                         return
                     if not data:
@@ -94,6 +110,7 @@ class PushConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             finally:
+                counters[state] -= 1
                 with trio.CancelScope(deadline=trio.current_time() + settings.send_timeout, shield=True):
                     try:
                         await stream.flush()
@@ -116,11 +133,13 @@ class PushConnection:
                 raise PushError(405, "method not allowed")
         except PushError as err:
             exchange.status = err.status
+            self.worker.counters[PUSHES + STATUS_INDEX[err.status]] += 1
             headers = (TEXT, ALLOW) if err.status == 405 else (TEXT,)
             answer, exchange.sent = _error(err.status, err.reason, headers, tokens, request.close,
                                            request.method == b"HEAD")
             return answer
         exchange.status = 204
+        self.worker.counters[PUSHED] += 1
         return response_head(204, extra, 0, tokens, request.close)
 
     def _push(self, request: PushRequest, exchange: Exchange) -> None:

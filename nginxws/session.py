@@ -140,7 +140,9 @@ class SessionProtocol:
       session is closing.
     * ``close(code, reason)``: the server's close frame.
 
-    ``closing`` becomes true once the server has sent its close frame; from
+    ``closing`` becomes true once the server has sent its close frame
+    (``close_code`` and ``close_reason`` keep what it said, unless it
+    answered the client's); from
     then on ``deadline`` is when the client's answer is given up on
     (``CLOSE_TIMEOUT``).  ``done`` says the connection is over: write what
     was returned, then close TCP.  A protocol error in the client's frames
@@ -149,7 +151,8 @@ class SessionProtocol:
     asks: the close frame, then no wait for an answer.
     """
 
-    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain")
+    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain",
+                 "close_code", "close_reason")
 
     def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
         """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
@@ -162,6 +165,9 @@ class SessionProtocol:
         self.done = False
         self._close_by = 0.0
         self.plain = not extensions  # no extension: frames carry no state (channels share them)
+        # The close frame the server sent first, if it did (why the session ended).
+        self.close_code: int | None = None
+        self.close_reason = ""
 
     @property
     def deadline(self) -> float:
@@ -180,6 +186,8 @@ class SessionProtocol:
             return b""
         self.closing = True
         self._close_by = now + CLOSE_TIMEOUT
+        if self.close_code is None and self.ws.state is ConnectionState.OPEN:
+            self.close_code, self.close_reason = code, reason
         return self.ws.send(CloseConnection(code=code, reason=reason))
 
     def tick(self, now: float) -> bytes:

@@ -34,7 +34,7 @@ import trio
 
 from nginxws import bus
 from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
-from nginxws.conf.model import Config, Server, websocket_locations
+from nginxws.conf.model import METRICS, STUB_STATUS, Config, Server, all_locations, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.listen_sockets import bind_tcp
@@ -44,6 +44,8 @@ from nginxws.pushlistener import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
+from nginxws.stats import ACCEPTED, DELIVERIES, HANDLED, Region
+from nginxws.status import TEXT_PLAIN, connection_counts, health, host_state, stub_status
 from nginxws.wsconn import SendWatch, Session
 
 FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
@@ -72,10 +74,19 @@ def host_addresses(family: int) -> list[str]:
 class Worker:
     """A worker's state; ``run`` serves until shutdown."""
 
-    def __init__(self, config: Config, index: int, error_log: ErrorLogger) -> None:
+    def __init__(self, config: Config, index: int, error_log: ErrorLogger, region: Region) -> None:
         self.config = config
         self.index = index
         self.error_log = error_log
+        # The host's statistics: this worker counts in its slot; a report reads them all.
+        self.region = region
+        self.counters = region.worker_slot(index)
+        self.location_ids = region.location_indices(config)
+        self._exposition = None
+        if any(location.report == METRICS for location in all_locations(config)):
+            from nginxws.metrics import Exposition
+
+            self._exposition = Exposition(region)
         self.router = Router(config.http)
         self.registry = Registry()
         self.channels = Channels()
@@ -120,6 +131,7 @@ class Worker:
 
     def _deliver(self, channel: str, message: str | bytes) -> int:
         delivered, slow = self.channels.publish(channel, message)
+        self.counters[DELIVERIES] += delivered
         if slow:
             self._close_slow(channel, slow)
         return delivered
@@ -143,8 +155,23 @@ class Worker:
             return
         logger = self._access_logs.get(targets)
         if logger is None:
-            logger = self._access_logs[targets] = AccessLogger(targets)
+            logger = self._access_logs[targets] = AccessLogger(targets, self._connection_counts)
         logger.log(exchange.entry(remote, local))
+
+    def _connection_counts(self) -> tuple[int, int, int, int]:
+        return connection_counts(self.region)
+
+    # -- reports -----------------------------------------------------------
+
+    def report(self, kind: str) -> tuple[int, bytes, bytes]:
+        """What a stub_status, websocket_metrics or websocket_health location answers."""
+        if kind == METRICS:
+            return 200, self._exposition.content_type, self._exposition.render()
+        state = host_state(self.region)
+        if kind == STUB_STATUS:
+            return 200, TEXT_PLAIN, stub_status(state.totals)
+        healthy, text = health(state)
+        return (200 if healthy else 503), TEXT_PLAIN, text
 
     def reopen_logs(self) -> None:
         self.error_log.reopen()
@@ -218,10 +245,12 @@ class Worker:
                     self.error_log.crit(f"accept() failed ({err.errno}: {os.strerror(err.errno)})")
                     await trio.sleep(ACCEPT_RETRY)
                     continue
+                self.counters[ACCEPTED] += 1
                 if self.active >= self.config.worker_connections:
                     self.error_log.alert(f"{self.config.worker_connections} worker_connections are not enough")
                     stream.close()
                     continue
+                self.counters[HANDLED] += 1
                 nursery.start_soon(self._serve, stream, server)
         finally:
             with trio.CancelScope(shield=True):

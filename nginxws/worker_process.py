@@ -3,8 +3,9 @@
 Hand-off between master and worker
 ----------------------------------
 * The master opens the ``listen`` sockets and passes them with ``pass_fds``,
-  so they keep their descriptor numbers; every other descriptor of the
-  master is closed in the child.
+  so they keep their descriptor numbers, and the host's statistics region
+  (``nginxws.stats``) the same way; every other descriptor of the master is
+  closed in the child.
 * The child's stdin is one end of a socket pair.  The master writes a
   pickled :class:`Order` (the configuration, the worker's slot and the
   descriptor numbers of its listen sockets), preceded by its length.
@@ -54,6 +55,7 @@ class Order:
     config: Config
     slot: int  # the worker's number; a fixed push port P gives this worker P + slot
     fds: tuple[int, ...]  # the listen sockets, as numbered in the worker
+    stats_fd: int  # the host's statistics region (``nginxws.stats``), mapped then closed
 
 
 def main() -> int:
@@ -72,9 +74,11 @@ def main() -> int:
 
     from nginxws.bus import Outbox
     from nginxws.log import ErrorLogger, LogOpenError
+    from nginxws.stats import Region
     from nginxws.worker import Worker
 
     setproctitle.setproctitle(TITLE)
+    region = Region.attach(order.stats_fd)
     try:
         error_log = ErrorLogger(order.config.error_logs)
     except LogOpenError as err:
@@ -83,7 +87,7 @@ def main() -> int:
     sockets = [socket.socket(fileno=fd) for fd in order.fds]
     try:
         set_rlimit_nofile(order.config.worker_rlimit_nofile, error_log)
-        worker = Worker(order.config, order.slot, error_log)
+        worker = Worker(order.config, order.slot, error_log, region)
         worker.bus = Outbox(lambda: error_log.alert(
             "the master process does not read the channel: messages for the other workers are dropped"))
         status = trio.run(_serve, worker, sockets)

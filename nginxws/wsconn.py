@@ -34,6 +34,16 @@ from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
 from nginxws.streams import SocketStream
 from nginxws.registry import Entry
+from nginxws.stats import (
+    BACKLOG_DROPPED,
+    CLIENTS,
+    CLOSED,
+    HANDSHAKES,
+    RECEIVED_BYTES,
+    SENT_BYTES,
+    STATUS_INDEX,
+    close_reason,
+)
 from nginxws.session import (
     CLOSE_TIMEOUT,
     SessionProtocol,
@@ -48,6 +58,7 @@ from nginxws.session import (
 RECEIVE_BYTES = 64 * 1024
 # nginx's status for a client that went away before the answer was complete.
 CLIENT_CLOSED_REQUEST = 499
+HANDSHAKE_101 = HANDSHAKES + STATUS_INDEX[101]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +118,16 @@ class Session:
     """
 
     __slots__ = (
-        "proto", "stream", "bytes_sent", "limit", "timed_out", "channels",
-        "_backlog", "_flushed", "_scope", "_nursery", "_watch", "_send_timeout",
+        "proto", "stream", "bytes_sent", "bytes_received", "limit", "timed_out", "channels",
+        "_backlog", "_flushed", "_scope", "_nursery", "_watch", "_send_timeout", "_counters",
     )
 
     def __init__(self, proto: SessionProtocol, stream: SocketStream, *, limit: int, nursery: trio.Nursery,
-                 watch: SendWatch, send_timeout: float) -> None:
+                 watch: SendWatch, send_timeout: float, counters: memoryview) -> None:
         self.proto = proto
         self.stream = stream
         self.bytes_sent = 0
+        self.bytes_received = 0
         self.limit = limit
         self.timed_out = False  # a write took over send_timeout: drop, no close handshake
         self.channels: set[str] | None = None  # the channels it joined (``channels.Channels``)
@@ -125,6 +137,7 @@ class Session:
         self._nursery = nursery  # where a flusher runs
         self._watch = watch
         self._send_timeout = send_timeout
+        self._counters = counters  # the worker's statistics (frames a backlog dropped)
 
     # -- what other tasks call ---------------------------------------------
 
@@ -236,6 +249,8 @@ class Session:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.abort()
         finally:
+            if backlog:
+                self._counters[BACKLOG_DROPPED] += len(backlog)
             watch.done()
             self._backlog = None
             self._flushed.set()
@@ -259,6 +274,7 @@ class Session:
                         data = await stream.receive_some(RECEIVE_BYTES)
                     except trio.BrokenResourceError:
                         data = b""
+                    self.bytes_received += len(data)
                     out = proto.receive(data or None, trio.current_time())
                     if out:
                         self.write(out)
@@ -275,8 +291,10 @@ class Session:
         Only a session with a backlog waits (shielded: it runs while the
         session is being cancelled too)."""
         if not self.timed_out and self._backlog is not None:
+            sent = self.bytes_sent
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self._flushed.wait()
+            self._counters[SENT_BYTES] += self.bytes_sent - sent  # the rest was counted at the session's end
         self.stream.close()
 
 
@@ -338,19 +356,26 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     )
     if not location.settings.tcp_nodelay:
         stream.nagle()
+    counters = worker.counters
     session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
-                      watch=worker.send_watch, send_timeout=location.settings.send_timeout)
+                      watch=worker.send_watch, send_timeout=location.settings.send_timeout, counters=counters)
     push_id = new_id()
     channels = upgrade.channels
     if settings.welcome:
         first += proto.message(welcome_message(push_id, worker.push_addresses(server), upgrade.path))
     if upgrade.trailing:
+        session.bytes_received = len(upgrade.trailing)
         first += proto.receive(upgrade.trailing, now)
     del upgrade  # nothing of the handshake outlives the 101
+    clients = CLIENTS + worker.location_ids[id(location)]
     worker.registry.add(push_id, Entry(location, session))
     for name in channels:
         worker.channels.join(session, name)
     worker.add_session(session)
+    # Counted before the 101 leaves (a client that has it sees it counted);
+    # one gone before it could be written counts as a 101 closed by the client.
+    counters[HANDSHAKE_101] += 1
+    counters[clients] += 1
     try:
         session.write(first)
         del first  # the 101 and the welcome are not kept while the session lasts
@@ -363,6 +388,10 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         if session.channels:
             worker.channels.leave_all(session)
         worker.remove_session(session)
+        counters[clients] -= 1
+        counters[CLOSED + close_reason(proto.close_code, proto.close_reason, session.timed_out)] += 1
+        counters[RECEIVED_BYTES] += session.bytes_received
+        counters[SENT_BYTES] += session.bytes_sent
         if session.timed_out:
             worker.error_log.info("client timed out while sending to client", conn=conn)
         await session.finish()

@@ -18,6 +18,7 @@ from wsproto.connection import Connection
 
 from nginxws.streams import SocketStream
 from nginxws.session import SessionProtocol, Timers
+from nginxws.stats import Region, region_bytes
 from nginxws.wsconn import SendWatch, Session
 
 PAIR_BUFFER = 16 * 1024  # socket buffer sizes: small, so a few hundred KiB fill them
@@ -38,6 +39,11 @@ def socket_pair() -> Iterator[tuple[SocketStream, socket.socket]]:
         theirs.close()
 
 
+def scratch_counters() -> memoryview:
+    """A worker's statistics slot in a region of its own (private memory)."""
+    return Region(bytearray(region_bytes(worker_slots=1))).worker_slot(0)
+
+
 def new_session(stream: SocketStream, nursery: trio.Nursery, *, pingintvl: float, idleintvl: float,
                 max_message_size: int, watch: SendWatch | None = None, limit: int = 4,
                 send_timeout: float = 60.0) -> Session:
@@ -45,4 +51,4 @@ def new_session(stream: SocketStream, nursery: trio.Nursery, *, pingintvl: float
     proto = SessionProtocol(Connection(ConnectionType.SERVER), Timers(pingintvl, idleintvl, trio.current_time()),
                             max_message_size)
     return Session(proto, stream, limit=limit, nursery=nursery, watch=watch or SendWatch(),
-                   send_timeout=send_timeout)
+                   send_timeout=send_timeout, counters=scratch_counters())

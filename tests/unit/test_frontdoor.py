@@ -9,7 +9,8 @@ import h11
 import pytest
 
 from nginxws.conf import load
-from nginxws.frontdoor import Answer, Publish, decide
+from nginxws.frontdoor import Answer, Publish, Report, decide
+from nginxws.stats import HANDSHAKES, PUBLISHES
 from nginxws.routing import Router
 from nginxws.wsconn import Upgrade
 
@@ -30,6 +31,10 @@ http {
         location /chat { websocket; websocket_channels $arg_room news $arg_room; }
         location ~ ^/sub/(?<room>\w+)/(\w+)$ { websocket; websocket_channels $room-$2 $cookie_c $remote_addr; }
         location /pub { websocket_publish $arg_channel; }
+        location = /status { stub_status; }
+        location = /metrics { websocket_metrics; }
+        location = /healthz { websocket_health; }
+        location = /moved { websocket_health; return 301 /healthz; }
     }
     server {
         listen 127.0.0.1:8080;
@@ -175,3 +180,45 @@ def test_bad_publishes_are_answered_before_the_body(group, target, method, statu
 def test_a_publish_over_client_max_body_size_is_413(group):
     decision = decide(request(b"/pub?channel=news", b"POST", extra=[(b"Content-Length", b"2000")]), group, b"")
     assert isinstance(decision, Answer) and (decision.status, decision.close) == (413, True)
+
+
+# -- what the statistics count an answer in -------------------------------------------
+
+
+@pytest.mark.parametrize(("req", "family"), [
+    (request(b"/ws"), HANDSHAKES),
+    (request(b"/ws", method=b"POST", extra=HANDSHAKE), HANDSHAKES),
+    (request(b"/chat?room=no%20pe", extra=HANDSHAKE), HANDSHAKES),
+    (request(b"/ws", extra=[*HANDSHAKE, (b"Content-Length", b"2000")]), HANDSHAKES),
+    (request(b"/pub?channel=news"), PUBLISHES),
+    (request(b"/pub", b"POST"), PUBLISHES),
+    (request(b"/pub?channel=news", b"POST", extra=[(b"Content-Length", b"2000")]), PUBLISHES),
+    (request(b"/health"), None),
+    (request(b"/nowhere"), None),
+])
+def test_refused_handshakes_and_publishes_count_in_their_family(group, req, family):
+    answer = decide(req, group, b"")
+    assert isinstance(answer, Answer) and answer.family == family
+
+
+# -- reports --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("target", "kind"), [
+    (b"/status", "stub_status"), (b"/metrics", "websocket_metrics"), (b"/healthz", "websocket_health"),
+])
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+def test_a_report_location_answers_get_and_head_with_its_report(group, target, kind, method):
+    decision = decide(request(target, method), group, b"")
+    assert isinstance(decision, Report) and decision.kind == kind
+    assert decision.server.server_names == ("main.example",)
+
+
+def test_a_report_location_refuses_other_methods_as_nginx_stub_status(group):
+    answer = decide(request(b"/status", b"POST"), group, b"")
+    assert isinstance(answer, Answer) and (answer.status, answer.headers, answer.read_body) == (405, (), True)
+
+
+def test_return_comes_before_a_report(group):
+    answer = decide(request(b"/moved"), group, b"")
+    assert isinstance(answer, Answer) and answer.status == 301

@@ -348,3 +348,13 @@ def test_access_logger_refuses_a_bad_format_before_opening_anything(tmp_path: Pa
     with pytest.raises(LogFormatError):
         AccessLogger((AccessLog(str(path), "bad", "$nonsense"),))
     assert not path.exists()
+
+
+def test_connections_variables_are_read_when_a_line_is_written() -> None:
+    counts = [(7, 1, 4, 2)]
+    line = compile_format("$connections_active $connections_reading ${connections_writing} $connections_waiting",
+                          "json", lambda: counts[0])
+    assert line(entry(), NOW) == b"7 1 4 2\n"
+    counts[0] = (0, 0, 0, 0)
+    assert line(entry(), NOW) == b"0 0 0 0\n"
+    assert render("$connections_active") == "0\n", "no worker: a format is only checked"

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
-from support.inprocess import new_session, socket_pair
+from support.inprocess import new_session, scratch_counters, socket_pair
 from support.scheduling import scheduler_trips
 
 from nginxws.streams import SocketStream
@@ -272,7 +272,7 @@ def test_a_deflate_session_frames_a_channel_message_itself():
                 proto = SessionProtocol(Connection(ConnectionType.SERVER, [deflate]),
                                         Timers(300.0, 360.0, trio.current_time()), BIG, extensions=True)
                 session = Session(proto, stream, limit=4, nursery=nursery, watch=SendWatch(),
-                                  send_timeout=SEND_TIMEOUT)
+                                  send_timeout=SEND_TIMEOUT, counters=scratch_counters())
                 shared_frame = b"\x81\x05hello"
                 assert session.deliver(shared_frame, "hello") is True
                 got = await read_all(theirs, 2)

@@ -105,6 +105,20 @@ def test_the_clients_close_is_answered_with_its_code_and_ends_the_session():
     assert peer.server.done
 
 
+def test_the_close_the_server_sent_first_is_kept_and_an_answer_to_the_clients_is_not():
+    idle = Peer()
+    idle.server.tick(IDLE)
+    assert (idle.server.close_code, idle.server.close_reason) == (1001, "idle timeout")
+    idle.server.close(1001, "server shutting down", IDLE + 1)  # closing already: nothing new
+    assert (idle.server.close_code, idle.server.close_reason) == (1001, "idle timeout")
+    answered = Peer()
+    answered.send(CloseConnection(1000, "bye"))
+    assert answered.server.close_code is None
+    broken = Peer()
+    broken.send(raw=b"\x81\x02hi")
+    assert broken.server.close_code == 1002
+
+
 def test_eof_ends_the_session_quietly():
     peer = Peer()
     assert peer.server.receive(None, 1.0) == b""
