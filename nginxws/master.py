@@ -413,13 +413,13 @@ class Master:
             self._close_unused_listening()
             self.region.add(0, stats.RELOADS_FAILED)
             return
+        self.region.add(0, stats.RELOADS)
         self.config = config
         self.error_log.close()
         self.error_log = error_log
         for worker in old:
             self._stop(worker, signal.SIGQUIT)
         self._close_unused_listening()
-        self.region.add(0, stats.RELOADS)
 
     # -- workers -------------------------------------------------------------
 

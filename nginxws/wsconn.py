@@ -287,15 +287,16 @@ class Session:
                     self.write(out)
 
     async def finish(self) -> None:
-        """Let what is left to write (a close frame) out, bounded; then close.
-        Only a session with a backlog waits (shielded: it runs while the
-        session is being cancelled too)."""
+        """Let what is left to write (a close frame) out, bounded; the
+        connection's owner (the front door) closes it then, once it has
+        counted the connection out (``nginxws.stats``).  Only a session with
+        a backlog waits (shielded: it runs while the session is being
+        cancelled too)."""
         if not self.timed_out and self._backlog is not None:
             sent = self.bytes_sent
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self._flushed.wait()
             self._counters[SENT_BYTES] += self.bytes_sent - sent  # the rest was counted at the session's end
-        self.stream.close()
 
 
 class SendWatch:

@@ -165,6 +165,7 @@ def test_closing_lets_the_backlog_out_first():
 
                 async def finish():
                     await session.finish()
+                    stream.close()  # as the front door does then
                     closing.set()
 
                 nursery.start_soon(finish)
