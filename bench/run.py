@@ -4,6 +4,7 @@
     python bench/run.py floors [--quick | --smoke] [--uvloop-python PATH] ...
     python bench/run.py memory [--clients N] [--top N]
     python bench/run.py fanout [--quick | --smoke] [--systems nginxws,nchan] ...
+    python bench/run.py scrape [--quick | --smoke] [--workers 16] ...
 
 systems (the default, harness.py): nginxws side by side with its peers, fresh servers per
 scenario, rounds interleaved; the table goes between the ``bench`` markers of --markdown.
@@ -11,8 +12,10 @@ floors (floors.py): what trio, trio-websocket, h11 and wsproto cost alone; the `
 memory (memory_owners.py): an idle connection's memory by the library that allocated it.
 fanout (fanout.py): one publish to 2,000 subscribers of a channel, nginxws beside nchan; the
 ``fanout`` markers.
+scrape (scrape.py): what one scrape of websocket_metrics, stub_status and websocket_health costs
+with 16 workers; the ``scrape`` markers.
 
-Each subcommand continues in the interpreter it needs (shared.continue_in): systems and fanout in
+Each subcommand continues in the interpreter it needs (shared.continue_in): systems, fanout and scrape in
 bench/.venv, created from bench/requirements.txt on first use (--no-venv: this interpreter);
 floors and memory in the project's .venv when this interpreter lacks trio, h11, wsproto or
 nginxws. Only the standard library is imported here.
@@ -29,6 +32,7 @@ import shared
 
 MODULES = {
     "systems": "harness", "floors": "floors", "memory": "memory_owners", "fanout": "fanout",
+    "scrape": "scrape",
 }
 FLOORS_STACK = ("trio", "trio_websocket", "h11", "wsproto")
 
@@ -130,16 +134,31 @@ def memory_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def scrape_parser() -> argparse.ArgumentParser:
+    parser = shared.measuring_parser(
+        "bench/run.py scrape",
+        "What one scrape of websocket_metrics, stub_status and websocket_health costs with many "
+        "workers: answer time (median, p99) and server CPU per scrape.",
+        quick="500 idle clients, 200 scrapes per location", smoke="2 workers, tiny counts (a test)",
+    )
+    parser.add_argument("--workers", type=int, help="worker_processes (default 16)")
+    parser.add_argument("--clients", type=int, help="idle WebSocket clients (default 2,000)")
+    parser.add_argument("--scrapes", type=int, help="scrapes per location per round (default 500)")
+    parser.add_argument("--nginxws-bin", type=Path, help="default: the repository's .venv/bin/nginxws")
+    parser.add_argument("--no-venv", action="store_true", help="run with this interpreter as it is")
+    return parser
+
+
 PARSERS = {
     "systems": systems_parser, "floors": floors_parser, "memory": memory_parser,
-    "fanout": fanout_parser,
+    "fanout": fanout_parser, "scrape": scrape_parser,
 }
 
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv and argv[0] in MODULES else ("systems", argv)
     args = PARSERS[command]().parse_args(rest)
-    if command in ("systems", "fanout") and not args.no_venv:
+    if command in ("systems", "fanout", "scrape") and not args.no_venv:
         shared.continue_in(shared.bench_python(), argv)
     elif command == "floors":
         shared.continue_in(shared.PROJECT_PYTHON, argv, needs=FLOORS_STACK)

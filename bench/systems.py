@@ -316,7 +316,7 @@ http {{
 NGINXWS_PUSH = """\
     server {{
         listen 127.0.0.1:{port};
-        location /ws {{ websocket{parameters}; }}
+        location /ws {{ websocket{parameters}; }}{locations}
     }}"""
 
 NGINXWS_FANOUT = """\
@@ -392,11 +392,13 @@ def _nginx_temp_paths(workdir: Path) -> str:
 
 
 def start(
-    spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0, fanout: bool = False
+    spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0, fanout: bool = False,
+    locations: str = "",
 ) -> RunningServer:
     """Start `spec` in `workdir` and wait until it accepts connections.
 
     `grace`: how long to wait for the configured number of processes once the port accepts.
+    `locations`: more locations for nginxws's push configuration (``scrape``'s reports).
     `fanout`: the channels configuration (nginxws and nchan only): subscribers connect to
     ``/sub?channel=NAME`` on `RunningServer.port`, a POST to ``/pub?channel=NAME`` on
     `RunningServer.publish_port` reaches them all.
@@ -414,7 +416,7 @@ def start(
             servers = NGINXWS_FANOUT.format(port=port, publish_port=publish_port)
         else:
             parameters = spec.deflate.websocket_parameters if spec.deflate else ""
-            servers = NGINXWS_PUSH.format(port=port, parameters=parameters)
+            servers = NGINXWS_PUSH.format(port=port, parameters=parameters, locations=locations)
         http = "    tcp_nodelay off;" if spec.nagle else ""
         conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, http=http,
                                             servers=servers))

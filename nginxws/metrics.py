@@ -11,9 +11,9 @@ follow Prometheus' conventions (``nginxws_`` prefix, ``_total`` on
 counters, base units: seconds, bytes).  A status family shows each status
 that has been answered at least once, and its usual success status always.
 
-The worker imports this module when its configuration has a
-``websocket_metrics`` location (prometheus_client takes some 40 ms and a
-few MB to import, which other workers need not pay).
+A worker imports this module at its first scrape (prometheus_client takes
+some 40 ms and a few MB to import, which a worker that is never scraped
+need not pay, and which would slow every worker's start).
 """
 
 from __future__ import annotations

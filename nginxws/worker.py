@@ -34,7 +34,7 @@ import trio
 
 from nginxws import bus
 from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
-from nginxws.conf.model import METRICS, STUB_STATUS, Config, Server, all_locations, websocket_locations
+from nginxws.conf.model import METRICS, STUB_STATUS, Config, Server, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.listen_sockets import bind_tcp
@@ -82,11 +82,7 @@ class Worker:
         self.region = region
         self.counters = region.worker_slot(index)
         self.location_ids = region.location_indices(config)
-        self._exposition = None
-        if any(location.report == METRICS for location in all_locations(config)):
-            from nginxws.metrics import Exposition
-
-            self._exposition = Exposition(region)
+        self._exposition = None  # websocket_metrics' renderer, made at the first scrape
         self.router = Router(config.http)
         self.registry = Registry()
         self.channels = Channels()
@@ -166,6 +162,12 @@ class Worker:
     def report(self, kind: str) -> tuple[int, bytes, bytes]:
         """What a stub_status, websocket_metrics or websocket_health location answers."""
         if kind == METRICS:
+            if self._exposition is None:
+                # prometheus_client takes tens of ms to import: only a worker
+                # that is scraped pays it, and not while it starts.
+                from nginxws.metrics import Exposition
+
+                self._exposition = Exposition(self.region)
             return 200, self._exposition.content_type, self._exposition.render()
         state = host_state(self.region)
         if kind == STUB_STATUS:

@@ -173,27 +173,15 @@ class Location:
     return_: Return | None = None
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)
-    report: str | None = None  # one of REPORTS: the location answers with the host's status
+    report: str | None = None  # STUB_STATUS, METRICS or HEALTH: the location answers with the host's state
 
 
 # -- status and metrics ----------------------------------------------------------
 # The directives that make a location answer with the state of the whole host
-# (every worker), one of them per location: ``Location.report``.
+# (every worker), one of them per location: ``Location.report``, the directive's name.
 STUB_STATUS = "stub_status"
 METRICS = "websocket_metrics"
 HEALTH = "websocket_health"
-REPORTS = (STUB_STATUS, METRICS, HEALTH)
-
-
-def all_locations(config: Config):
-    """Every location of ``config``, nested ones included, in file order."""
-    def walk(locations: tuple[Location, ...]):
-        for location in locations:
-            yield location
-            yield from walk(location.locations)
-
-    for server in config.http.servers if config.http else ():
-        yield from walk(server.locations)
 
 
 def websocket_locations(locations: tuple[Location, ...]):
