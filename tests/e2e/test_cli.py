@@ -490,3 +490,13 @@ def test_sample_conf_channels_work_as_the_readme_shows(run_nginxws, free_port) -
         assert answer.status_code == 202
         assert ws.recv(timeout=TIMEOUT) == "hello, lobby"
     server.stop()
+
+
+def test_sample_conf_reports_status_metrics_and_health(run_nginxws, free_port) -> None:
+    port, publish_port = free_port(), free_port()
+    run_nginxws(sample_conf(port, publish_port))
+    assert poll(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT).status_code == 200, TIMEOUT)
+    status = httpx.get(f"http://127.0.0.1:{publish_port}/basic_status", timeout=TIMEOUT)
+    assert status.status_code == 200 and status.text.startswith("Active connections: ")
+    metrics = httpx.get(f"http://127.0.0.1:{publish_port}/metrics", timeout=TIMEOUT)
+    assert metrics.status_code == 200 and "nginxws_websocket_handshakes_total" in metrics.text
