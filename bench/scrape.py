@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     print(f"bench: round {round_number + 1}/{counts.rounds} {path:14} "
                           f"median {statistics.median(timings[path]) * 1e3:.2f} ms", file=sys.stderr)
         except (OSError, shared.Failed) as error:
-            print(f"bench: {error}", file=sys.stderr)
+            print(f"bench: {error}\n{server.log_tail()}", file=sys.stderr)
             return 1
         finally:
             for sock in clients:

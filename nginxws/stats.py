@@ -232,9 +232,8 @@ class Region:
             os.close(fd)
 
     def close(self) -> None:
-        self.words.release()
-        if isinstance(self.buffer, mmap.mmap):
-            self.buffer.close()
+        """Close the descriptor the master keeps; the mapping goes with the process
+        (a worker's slot may still be in use by whatever is tearing down)."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

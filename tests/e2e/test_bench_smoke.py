@@ -1,4 +1,4 @@
-"""`bench/run.py systems`, `memory` and `fanout` keep working: every scenario at tiny counts,
+"""`bench/run.py systems`, `memory`, `fanout` and `scrape` keep working: every scenario at tiny counts,
 nginxws and its Python peer (`bench/run.py` without a subcommand is `systems`); the channels
 fan-out beside nginx + nchan (which the bench installs through apt when it is missing).
 
@@ -93,3 +93,14 @@ def test_fanout_runs_nginxws_channels_beside_nchan_with_issue_11_ratios(nginxws_
                or line.startswith("| server CPU per delivery ≤")]
     assert len(targets) == 3, result.stdout
     assert all("| — |" not in line for line in targets), result.stdout
+
+
+def test_scrape_measures_each_report_location(nginxws_bin, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "scrape", "--smoke", "--no-venv", "--nginxws-bin", nginxws_bin],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| location | answer, median ms | answer, p99 ms | server CPU per scrape, ms | body bytes |" in result.stdout
+    for path in ("/metrics", "/basic_status", "/health"):
+        assert f"| `{path}` |" in result.stdout
