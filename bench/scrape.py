@@ -7,7 +7,10 @@ first, so every worker holds sessions and descriptors to count. Then each locati
 server closes (``Connection: close``), the locations interleaved in rounds. For each location:
 the client's time from connect to the end of the answer (median, p99), the server's CPU per
 scrape (its whole process tree, from /proc/PID/task/TID/schedstat over the phase, divided by
-the scrapes: the master and the other workers are idle meanwhile) and the answer's size.
+the scrapes: the master and the other workers are idle meanwhile) and the answer's size. A
+``return 200`` location is measured beside them, as the cost of any request on the same host
+(the accept alone wakes every worker waiting on the listen socket): a report's own cost is the
+difference.
 
 Reported, not asserted: issue 13 asks that a scrape cost no more than a few milliseconds with
 16 workers. The client is this process, on the same two cores.
@@ -31,8 +34,11 @@ from systems import StartError, SystemSpec, Tools, start
 REPORT_LOCATIONS = """
         location = /metrics { websocket_metrics; }
         location = /basic_status { stub_status; }
-        location = /health { websocket_health; }"""
-PATHS = ("/metrics", "/basic_status", "/health")
+        location = /health { websocket_health; }
+        location = /plain { return 200 "ok\\n"; }"""
+PATHS = ("/metrics", "/basic_status", "/health", "/plain")
+"""The reports, and a plain ``return`` beside them: what any request costs on this host (its
+accept wakes every worker waiting on the shared listen socket)."""
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 TIMEOUT = 10.0
