@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from dataclasses import dataclass
 
 import h11
 import trio
 from wsproto.utilities import split_comma_header
 
+from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
 from nginxws.conf.model import HttpSettings, Location, Return, Server
 from nginxws.http import (
@@ -36,11 +38,19 @@ from nginxws.http import (
     send_response,
 )
 from nginxws.context import WorkerContext
-from nginxws.log import Exchange
+from nginxws.inet import peer_of
+from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
+from nginxws.routing import (
+    LocationMatch,
+    ServerGroup,
+    match_location,
+    normalize_host,
+    normalize_path,
+    target_host,
+)
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -110,6 +120,7 @@ class Answer:
     read_body: bool = False  # read and drop the request body first (keep-alive goes on)
     silent: bool = False  # ``return 444``: close without a word
     log: tuple[str, str] | None = None  # (error_log level, message)
+    client: str | None = None  # the address realip found ($remote_addr), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +131,20 @@ class Publish:
     server: Server
     settings: HttpSettings
     content_type: bytes | None
+    client: str | None = None  # the address realip found ($remote_addr), if any
 
 
 class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
     built only for a location whose directives use them."""
 
-    __slots__ = ("target", "headers", "remote_addr", "uri", "captures")
+    __slots__ = ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None) -> None:
         self.target = request.target
         self.headers = request.headers
-        self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
 
@@ -184,11 +197,34 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
+    check = settings.check
+    client = None
+    if check is not None:
+        # nginx's phases: realip (post-read, pre-access) before the 413 of
+        # find-config, allow/deny (access) after it; a "return" (rewrite)
+        # answers before the access phase, so its location's rules do not apply.
+        peer = peer_of(remote)
+        real = check.client(peer, request.headers)
+        client = None if real is None else real.text
+
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
-        return Answer(413, server, settings, close=True,
-                      log=("error", f"client intended to send too large body: {int(length)} bytes"))
+        decision = Answer(413, server, settings, close=True,
+                          log=("error", f"client intended to send too large body: {int(length)} bytes"))
+    elif check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
+        context = request_context(client or peer.text, server, request)
+        decision = Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
+    else:
+        decision = _serve(request, server, settings, match, path, answer, found, trailing, remote, client)
+    return decision if client is None else dataclasses.replace(decision, client=client)
 
+
+def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: LocationMatch | None, path: str,
+           answer: Return | None, found: dict[bytes, bytes], trailing: bytes, remote,
+           client: str | None) -> Answer | Upgrade | Publish:
+    """The rest of ``decide`` once the request may be served: its handshake,
+    publish, ``return`` or error answer."""
+    location = None if match is None else match.location
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
         if isinstance(handshake, int):
@@ -197,7 +233,7 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         key, offers = handshake
         if not location.channels:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
+        channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
         if channels is None:
             return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
         return Upgrade(key, offers, trailing, server, location, path, channels)
@@ -205,7 +241,7 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
@@ -285,6 +321,7 @@ class FrontDoor:
                 first = False
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote)
+                exchange.client = decision.client
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
