@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 from nginxws import NAME, __version__, conf
-from nginxws.conf.model import AccessLog, Config, Location
+from nginxws.conf.model import AccessLog, Config, all_settings
 from nginxws.log import (
     AccessLogger,
     ErrorLogger,
@@ -268,14 +268,4 @@ def _access_logs(config: Config) -> tuple[AccessLog, ...]:
     """Every distinct ``access_log`` target, at any level."""
     if config.http is None:
         return ()
-    found = dict.fromkeys(config.http.settings.access_logs)
-
-    def add(locations: Sequence[Location]) -> None:
-        for location in locations:
-            found.update(dict.fromkeys(location.settings.access_logs))
-            add(location.locations)
-
-    for server in config.http.servers:
-        found.update(dict.fromkeys(server.settings.access_logs))
-        add(server.locations)
-    return tuple(found)
+    return tuple(dict.fromkeys(log for settings in all_settings(config.http) for log in settings.access_logs))

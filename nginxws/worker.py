@@ -10,6 +10,8 @@ Theory of operation
   location, reports the bound ports with ``nursery.start()``, and only then
   accepts clients, so every welcome message names a listening port of the
   worker that holds that client.
+* Before it reports, a worker has opened every log it writes and, given a
+  ``user`` (``nginxws.privileges``), has stopped being root.
 * Every task has a parent: connection handlers and all accept loops live in
   the ``connections`` nursery; the accept loops of the ``listen`` sockets run
   under ``accept_scope``, cancelled to stop accepting (QUIT, TERM) while
@@ -34,12 +36,13 @@ import trio
 
 from nginxws import bus
 from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
-from nginxws.conf.model import Config, Server, websocket_locations
+from nginxws.conf.model import Config, Server, User, all_settings, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor
 from nginxws.listen_sockets import bind_tcp
 from nginxws.log import AccessLogger, ErrorLogger, Exchange
 from nginxws.streams import Listener, SocketStream
+from nginxws.privileges import switch_user
 from nginxws.pushlistener import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
@@ -72,10 +75,11 @@ def host_addresses(family: int) -> list[str]:
 class Worker:
     """A worker's state; ``run`` serves until shutdown."""
 
-    def __init__(self, config: Config, index: int, error_log: ErrorLogger) -> None:
+    def __init__(self, config: Config, index: int, error_log: ErrorLogger, user: User | None = None) -> None:
         self.config = config
         self.index = index
         self.error_log = error_log
+        self.user = user  # who to become once the push ports are bound and the logs open
         self.router = Router(config.http)
         self.registry = Registry()
         self.channels = Channels()
@@ -137,6 +141,14 @@ class Worker:
 
     # -- logs ------------------------------------------------------------
 
+    def open_access_logs(self) -> None:
+        """Open every access log of the configuration now, as nginx opens its
+        files before it serves (and before a worker gives up root)."""
+        for settings in all_settings(self.config.http) if self.config.http else ():
+            targets = settings.access_logs
+            if targets and targets not in self._access_logs:
+                self._access_logs[targets] = AccessLogger(targets)
+
     def log_access(self, exchange: Exchange, remote, local) -> None:
         targets = exchange.settings.access_logs
         if not targets:
@@ -155,10 +167,19 @@ class Worker:
     # -- running ---------------------------------------------------------
 
     async def run(self, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``."""
+        """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``.
+
+        Raises (before reporting) what keeps it from starting: a push port
+        it cannot bind, a log it cannot open, a ``user`` it cannot become.
+        """
         listeners = [Listener(s) for s in sockets]
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = self._open_push_listeners()
+            self.open_access_logs()
+            if self.user is not None:
+                # Everything that needs root is done: as nginx's workers, for good.
+                for problem in switch_user(self.user):
+                    self.error_log.emerg(problem)
             async with trio.open_nursery() as connections:
                 self.nursery = connections
                 for server, listener in push_listeners:
