@@ -280,16 +280,19 @@ class Worker:
                 continue
             settings = found.websocket
             push_listen = settings.push_listen
-            # host as written -> the addresses conf.load resolved it to
-            hosts: dict[str, tuple[str, ...]]
+            # host as written -> (the addresses conf.load resolved it to, ipv6only); a push
+            # listener on a listen's address takes its ipv6only (a dual-stack listen
+            # gets a dual-stack push listener, and an IPv4-mapped address binds at all)
+            hosts: dict[str, tuple[tuple[str, ...], bool]]
             if push_listen is not None and push_listen.host:
-                hosts = {push_listen.host: push_listen.addresses}
+                hosts = {push_listen.host: (push_listen.addresses, True)}
             else:
-                hosts = {l.host: l.addresses for l in server.listens if l.host} or {"127.0.0.1": ("127.0.0.1",)}
+                hosts = {l.host: (l.addresses, l.ipv6only) for l in server.listens if l.host}
+                hosts = hosts or {"127.0.0.1": (("127.0.0.1",), True)}
             port = push_listen.port + self.index if push_listen is not None and push_listen.port else 0
             advertised: list[PushAddress] = []
-            for host, addresses in hosts.items():
-                for sock in _bind_push(host, addresses, port):
+            for host, (addresses, ipv6only) in hosts.items():
+                for sock in _bind_push(host, addresses, port, ipv6only):
                     listener = Listener(sock)
                     bound_host, bound_port = listener.socket.getsockname()[:2]
                     port = port or bound_port
@@ -312,7 +315,7 @@ class PushBindError(NginxwsError):
     """A push listener could not be bound: the worker cannot start."""
 
 
-def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.socket]:
+def _bind_push(host: str, addresses: tuple[str, ...], port: int, ipv6only: bool = True) -> list[socket.socket]:
     """A push listener's socket on each address of ``host`` this system supports.
 
     As trio's ``open_tcp_listeners`` did for a host name: an address whose
@@ -323,7 +326,7 @@ def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.
     try:
         for address in addresses:
             try:
-                sockets.append(bind_tcp(address, port, backlog=PUSH_BACKLOG))
+                sockets.append(bind_tcp(address, port, backlog=PUSH_BACKLOG, ipv6only=ipv6only))
             except OSError as err:
                 if err.errno != errno.EAFNOSUPPORT:
                     raise
@@ -334,7 +337,8 @@ def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.
         for sock in sockets:
             sock.close()
         reason = f"{err.errno}: {os.strerror(err.errno or 0)}"
-        raise PushBindError(f"bind() to {host}:{port} failed ({reason})") from None
+        shown = f"[{host}]" if ":" in host else host
+        raise PushBindError(f"bind() to {shown}:{port} failed ({reason})") from None
     return sockets
 
 
