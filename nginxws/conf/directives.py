@@ -227,7 +227,7 @@ SUPPORTED_DIRECTIVES = (
        syntax="push_allow address | CIDR | unix: | all;",
        doc="`allow` for the push listener: a request to a push port is checked against the "
            "`push_allow`/`push_deny` rules of the location its path names, the same way. Not "
-           "in nginx. See [access.md](access.md#the-push-listener)."),
+           "in nginx. See [access.md](access.md#the-push-listener-push_allow-push_deny)."),
     _d("push_deny", HTTP_ANY, TAKE1, h.access_rule,
        syntax="push_deny address | CIDR | unix: | all;",
        doc="`deny` for the push listener; see `push_allow`."),
