@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from dataclasses import dataclass
 
 import h11
@@ -43,14 +42,7 @@ from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import (
-    LocationMatch,
-    ServerGroup,
-    match_location,
-    normalize_host,
-    normalize_path,
-    target_host,
-)
+from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -120,7 +112,6 @@ class Answer:
     read_body: bool = False  # read and drop the request body first (keep-alive goes on)
     silent: bool = False  # ``return 444``: close without a word
     log: tuple[str, str] | None = None  # (error_log level, message)
-    client: str | None = None  # the address realip found ($remote_addr), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +122,6 @@ class Publish:
     server: Server
     settings: HttpSettings
     content_type: bytes | None
-    client: str | None = None  # the address realip found ($remote_addr), if any
 
 
 class RequestVars:
@@ -169,11 +159,18 @@ HANDSHAKE_HEADERS = {
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer | Upgrade | Publish:
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+           exchange: Exchange | None = None) -> Answer | Upgrade | Publish:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), or the
-    publish it makes."""
+    publish it makes.
+
+    When realip finds the client behind a trusted proxy, its address is
+    noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
+    the decisions themselves carry no field for it, so that a request where
+    no realip or access rule applies pays nothing for them.
+    """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -205,26 +202,19 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         # answers before the access phase, so its location's rules do not apply.
         peer = peer_of(remote)
         real = check.client(peer, request.headers)
-        client = None if real is None else real.text
+        if real is not None:
+            client = real.text
+            if exchange is not None:
+                exchange.client = client
 
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
-        decision = Answer(413, server, settings, close=True,
-                          log=("error", f"client intended to send too large body: {int(length)} bytes"))
-    elif check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
+        return Answer(413, server, settings, close=True,
+                      log=("error", f"client intended to send too large body: {int(length)} bytes"))
+    if check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
         context = request_context(client or peer.text, server, request)
-        decision = Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
-    else:
-        decision = _serve(request, server, settings, match, path, answer, found, trailing, remote, client)
-    return decision if client is None else dataclasses.replace(decision, client=client)
+        return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
 
-
-def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: LocationMatch | None, path: str,
-           answer: Return | None, found: dict[bytes, bytes], trailing: bytes, remote,
-           client: str | None) -> Answer | Upgrade | Publish:
-    """The rest of ``decide`` once the request may be served: its handshake,
-    publish, ``return`` or error answer."""
-    location = None if match is None else match.location
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
         if isinstance(handshake, int):
@@ -235,7 +225,8 @@ def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: 
             return Upgrade(key, offers, trailing, server, location, path)
         channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
         if channels is None:
-            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
+            return Answer(400, server, settings, read_body=True,
+                          log=("info", "client sent invalid channel name"))
         return Upgrade(key, offers, trailing, server, location, path, channels)
 
     if location is not None and location.publish is not None and answer is None:
@@ -320,8 +311,7 @@ class FrontDoor:
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0], self.remote)
-                exchange.client = decision.client
+                decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.

@@ -61,7 +61,6 @@ class Upgrade:
     location: Location
     path: str
     channels: tuple[str, ...] = ()  # ``websocket_channels``, expanded and checked
-    client: str | None = None  # the address realip found ($remote_addr), if any
 
 
 def negotiate(offers: tuple[str, ...], settings: WebSocket) -> tuple[list[Extension], bytes | None]:

@@ -70,14 +70,16 @@ def test_allow_and_deny_answer_each_address_family_on_every_kind_of_location(sta
     log = server.error_log()
     port = server.port
     for line in (
-        f'access forbidden by rule, client: ::1, server: ws.test, request: "GET /v4only HTTP/1.1", host: "[::1]:{port}"',
+        f'access forbidden by rule, client: ::1, server: ws.test, request: "GET /v4only HTTP/1.1", '
+        f'host: "[::1]:{port}"',
         f'access forbidden by rule, client: 127.0.0.1, server: ws.test, request: "GET /v6only HTTP/1.1", '
         f'host: "127.0.0.1:{port}"',
         f'access forbidden by rule, client: ::1, server: ws.test, request: "POST /pub/v4/room HTTP/1.1", '
         f'host: "[::1]:{port}"',
         f'access forbidden by rule, client: ::1, server: ws.test, request: "GET /plain HTTP/1.1", host: "[::1]:{port}"',
     ):
-        assert re.search(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: \*\d+ " + re.escape(line) + "$", log, re.M), line
+        stamp = r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: \*\d+ "
+        assert re.search(stamp + re.escape(line) + "$", log, re.M), line
     push_line = re.escape('access forbidden by rule, client: 127.0.0.1, server: ws.test, request: "POST /ws HTTP/1.1", '
                           'host: "127.0.0.1:') + r"\d+\"$"
     assert re.search(r"\[error\] \d+#0: \*\d+ " + push_line, log, re.M)

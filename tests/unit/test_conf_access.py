@@ -80,7 +80,8 @@ def test_push_rules_are_apart_from_allow_and_deny(tmp_path: Path) -> None:
     assert not ws.settings.push_access.denies(peer("127.0.0.1"))
     assert not open_.settings.push_access.denies(peer("::1"))
     assert not ws.settings.check.rules.denies(peer("::1"))
-    assert http(tmp_path, "server { deny all; location /ws { websocket; } }").http.servers[0].settings.push_access is None
+    no_push_rules = http(tmp_path, "server { deny all; location /ws { websocket; } }").http.servers[0]
+    assert no_push_rules.settings.push_access is None
 
 
 def test_low_address_bits_warn_as_nginx(tmp_path: Path) -> None:
@@ -134,7 +135,8 @@ def test_set_real_ip_from_a_host_name_trusts_every_address_it_resolves_to(tmp_pa
     table = {"balancer.test": ("10.0.0.5", "fe80::5%2")}
     cfg = http(tmp_path, "set_real_ip_from balancer.test;\nset_real_ip_from unix:;", resolve=lambda n: table.get(n, ()))
     trusted = cfg.http.settings.realip.trusted
-    assert [(c.family, c.address) for c in trusted] == [(4, 0x0A000005), (6, int(ipaddress.ip_address("fe80::5"))), (0, 0)]
+    link_local = int(ipaddress.ip_address("fe80::5"))
+    assert [(c.family, c.address) for c in trusted] == [(4, 0x0A000005), (6, link_local), (0, 0)]
 
 
 @pytest.mark.parametrize(

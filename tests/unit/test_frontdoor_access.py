@@ -65,10 +65,11 @@ def test_an_allowed_handshake_is_an_upgrade(group):
 
 def test_a_denied_handshake_is_403_before_any_upgrade_and_logged_as_nginx(group):
     forwarded = (b"X-Forwarded-For", b"203.0.113.9")
+    exchange = Exchange(None, group.default_server, 1)
     answer = decide(request(b"/ws", extra=[*HANDSHAKE, forwarded, (b"Referer", b"http://x.example/")]),
-                    group, b"", V4)
+                    group, b"", V4, exchange)
     assert isinstance(answer, Answer)
-    assert (answer.status, answer.page, answer.read_body, answer.close, answer.client) == (
+    assert (answer.status, answer.page, answer.read_body, answer.close, exchange.client) == (
         403, True, True, False, "203.0.113.9")
     assert answer.log == ("error", 'access forbidden by rule, client: 203.0.113.9, server: main.example, '
                                    'request: "GET /ws HTTP/1.1", host: "main.example", '
@@ -98,8 +99,9 @@ def test_publish_and_no_location_are_checked_too(group):
 
 def test_return_answers_before_the_access_phase_as_in_nginx(group):
     forwarded = (b"X-Forwarded-For", b"203.0.113.9")
-    answer = decide(request(b"/health", extra=[forwarded]), group, b"", V4)
-    assert (answer.status, answer.body, answer.client) == (200, b"ok", "203.0.113.9")
+    exchange = Exchange(None, group.default_server, 1)
+    answer = decide(request(b"/health", extra=[forwarded]), group, b"", V4, exchange)
+    assert (answer.status, answer.body, exchange.client) == (200, b"ok", "203.0.113.9")
 
 
 def test_a_body_over_the_limit_is_413_before_the_access_phase_as_in_nginx(group):
@@ -110,13 +112,15 @@ def test_a_body_over_the_limit_is_413_before_the_access_phase_as_in_nginx(group)
 def test_realip_gives_remote_addr_to_values_and_to_the_access_log(group):
     # recursive: the trusted 127.0.0.1 in the chain is skipped, ::1 is the client
     extra = [*HANDSHAKE, (b"X-Forwarded-For", b"::1, 127.0.0.1")]
-    upgrade = decide(request(b"/ws", extra=extra), group, b"", V4)
-    assert (upgrade.channels, upgrade.client) == (("::1",), "::1")
+    exchange = Exchange(None, group.default_server, 1)
+    upgrade = decide(request(b"/ws", extra=extra), group, b"", V4, exchange)
+    assert (upgrade.channels, exchange.client) == (("::1",), "::1")
 
 
 def test_realip_from_an_untrusted_peer_changes_nothing(group):
-    upgrade = decide(request(b"/ws", extra=[*HANDSHAKE, (b"X-Forwarded-For", b"127.0.0.9")]), group, b"", V6)
-    assert isinstance(upgrade, Upgrade) and upgrade.client is None and upgrade.channels == ("::1",)
+    exchange = Exchange(None, group.default_server, 1)
+    upgrade = decide(request(b"/ws", extra=[*HANDSHAKE, (b"X-Forwarded-For", b"127.0.0.9")]), group, b"", V6, exchange)
+    assert isinstance(upgrade, Upgrade) and exchange.client is None and upgrade.channels == ("::1",)
 
 
 def test_exchange_logs_the_client_realip_found_and_keeps_the_peer(group):
