@@ -62,6 +62,12 @@ class SocketStream(trio.abc.Stream):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
 
+    def nagle(self) -> None:
+        """Let the kernel hold small writes while earlier data waits for its
+        ACK (``tcp_nodelay off``)."""
+        if self.socket.family in (socket.AF_INET, socket.AF_INET6):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")

@@ -150,22 +150,33 @@ class Session:
         (built once for every subscriber) unless this session frames
         ``message`` itself (permessage-deflate).  True if written or queued,
         False if the session is closing or gone, None if ``limit`` frames
-        already wait (the subscriber is too slow: the caller closes it)."""
+        already wait (the subscriber is too slow: the caller closes it).
+
+        This runs once per subscriber per publish: the common case (nothing
+        waits, the kernel takes the frame) is one send, inlined."""
         proto = self.proto
         if proto.closing or proto.done:
             return False
-        backlog = self._backlog
-        if backlog is not None and len(backlog) >= self.limit:
-            return None
         if not proto.plain:
             frame = proto.message(message)
             if frame is None:
                 return False
-        try:
-            self.write(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.abort()
-            return False
+        backlog = self._backlog
+        if backlog is None:
+            try:
+                sent = self.stream.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.abort()
+                return False
+            self.bytes_sent += sent
+            if sent < len(frame):
+                self._start_backlog(memoryview(frame)[sent:])
+            return True
+        if len(backlog) >= self.limit:
+            return None
+        backlog.append(memoryview(frame))
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -198,9 +209,13 @@ class Session:
         sent = self.stream.send_nowait(data)
         self.bytes_sent += sent
         if sent < len(data):
-            self._backlog = deque((memoryview(data)[sent:],))
-            self._flushed = trio.Event()
-            self._nursery.start_soon(self._flush)
+            self._start_backlog(memoryview(data)[sent:])
+
+    def _start_backlog(self, rest: memoryview) -> None:
+        """Keep ``rest`` and start the flusher that writes it as the client reads."""
+        self._backlog = deque((rest,))
+        self._flushed = trio.Event()
+        self._nursery.start_soon(self._flush)
 
     async def _flush(self) -> None:
         """Write the backlog as the client takes it, then end."""
@@ -321,6 +336,8 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         settings.max_message_size,
         extensions=bool(extensions),
     )
+    if not location.settings.tcp_nodelay:
+        stream.nagle()
     session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
                       watch=worker.send_watch, send_timeout=location.settings.send_timeout)
     push_id = new_id()

@@ -210,6 +210,15 @@ SUPPORTED_DIRECTIVES = (
        syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
        doc="How long an idle keep-alive HTTP connection stays open (on the push port, up to "
            "0.3 s less, as nginx's lazy timers). `header_timeout` is accepted and not used."),
+    _d("tcp_nodelay", HTTP_ANY, TAKE1, h.flag,
+       syntax="tcp_nodelay on | off;", default="tcp_nodelay on;",
+       doc="Whether a WebSocket session's socket sends each frame at once (`TCP_NODELAY`), as "
+           "nginx does for WebSocket connections. `off` (the location's setting) lets the kernel "
+           "hold a small frame while an earlier one waits for its ACK and send them together "
+           "(Nagle's algorithm): fewer packets and about half the kernel CPU per channel "
+           "delivery, at the cost of latency (a held frame waits for the client's delayed ACK, "
+           "up to 40 ms on Linux). nchan's WebSocket subscribers run that way. "
+           "See [channels.md](channels.md#latency-or-cpu-tcp_nodelay)."),
     _d("server_tokens", HTTP_ANY, TAKE1, h.flag,
        syntax="server_tokens on | off;", default="server_tokens on;",
        doc="Whether the version appears in the Server header and in error pages."),
@@ -272,7 +281,7 @@ IGNORED_DIRECTIVES = tuple(
          "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
         ("use multi_accept accept_mutex accept_mutex_delay worker_aio_requests", {EVENTS}, False),
         ("types", HTTP_ANY, True),
-        ("sendfile sendfile_max_chunk tcp_nopush tcp_nodelay default_type types_hash_max_size "
+        ("sendfile sendfile_max_chunk tcp_nopush default_type types_hash_max_size "
          "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
          "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
          "gzip gzip_* gunzip ssl_protocols ssl_prefer_server_ciphers ssl_ciphers ssl_session_cache "

@@ -151,6 +151,7 @@ class HttpSettings:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     server_tokens: bool = True
+    tcp_nodelay: bool = True  # off: a WebSocket session's socket runs Nagle's algorithm
     access_logs: tuple[AccessLog, ...] = ()  # () = access_log off
     error_logs: tuple[ErrorLog, ...] = ()
     # -- who may be served, and who the client is (nginxws.access, nginxws.realip)

@@ -15,8 +15,10 @@ import sysconfig
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import pytest
 from support.processes import poll
+from websockets.sync.client import connect
 
 from nginxws.cli import Options, UsageError, parse_args
 
@@ -450,9 +452,10 @@ def test_s_sends_the_signal_named_to_the_pid_in_the_pid_file(
 # --- running --------------------------------------------------------------------------
 
 
-def sample_conf(port: int) -> str:
+def sample_conf(port: int, publish_port: int = 8081) -> str:
     text = (Path(__file__).parents[2] / "sample.conf").read_text()
-    return text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    return text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
+        "127.0.0.1:8081", f"127.0.0.1:{publish_port}")
 
 
 def test_sample_conf_passes_t(nginxws_bin: str, tmp_path: Path) -> None:
@@ -464,7 +467,7 @@ def test_sample_conf_passes_t(nginxws_bin: str, tmp_path: Path) -> None:
 
 
 def test_sample_conf_serves_in_the_foreground_until_s_stop(nginxws_bin: str, run_nginxws, free_port) -> None:
-    server = run_nginxws(sample_conf(free_port()))
+    server = run_nginxws(sample_conf(free_port(), free_port()))
     pid_file = server.prefix / "nginxws.pid"
     # The listen socket accepts before the pid file is written (nginx orders it
     # the same way), so wait for the file rather than read it at once.
@@ -475,3 +478,15 @@ def test_sample_conf_serves_in_the_foreground_until_s_stop(nginxws_bin: str, run
     assert server.wait_exit() == 0
     assert not (server.prefix / "nginxws.pid").exists()
     assert "Traceback" not in server.stderr()
+
+
+def test_sample_conf_channels_work_as_the_readme_shows(run_nginxws, free_port) -> None:
+    port, publish_port = free_port(), free_port()
+    server = run_nginxws(sample_conf(port, publish_port))
+    with connect(f"ws://127.0.0.1:{port}/ws?room=lobby", open_timeout=TIMEOUT) as ws:
+        ws.recv(timeout=TIMEOUT)  # the welcome
+        answer = httpx.post(f"http://127.0.0.1:{publish_port}/pub", params={"channel": "lobby"},
+                            content="hello, lobby", timeout=TIMEOUT)
+        assert answer.status_code == 202
+        assert ws.recv(timeout=TIMEOUT) == "hello, lobby"
+    server.stop()
