@@ -293,10 +293,14 @@ class FrontDoor:
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
-                    session = run_session(worker, stream, decision, self.number)
+                    session = run_session(worker, stream, decision, self.number, exchange)
                     del decision  # the session keeps only what it needs of it
-                    exchange.status, exchange.sent = await session
-                    worker.log_access(exchange, self.remote, self.local)
+                    try:
+                        await session
+                    finally:
+                        # Logged however it ends: a stop's cancellation too, as
+                        # nginx logs the requests its exiting worker finalizes.
+                        worker.log_access(exchange, self.remote, self.local)
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)

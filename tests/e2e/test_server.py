@@ -708,3 +708,13 @@ def test_term_closes_every_session_with_1001(server):
     stack.close()
     assert server.proc.returncode == 0
     assert not (server.prefix / "nginxws.pid").exists()
+
+
+def test_a_session_a_stop_cuts_short_is_still_logged(server):
+    # The client never answers the server's close frame: after the stop's
+    # grace the worker cuts the connection, and the session still gets its
+    # access-log line, as nginx logs a request its worker finalizes on exit.
+    raw = RawClient(server.port)
+    assert server.stop(signal.SIGTERM) == 0
+    raw.close()
+    assert re.search(r'"GET /ws HTTP/1\.1" 101 \d+ ', server.log("access.log")), server.log("access.log")
