@@ -30,6 +30,7 @@ from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
+    closed_message,
     headers,
     next_event,
     send_error,
@@ -281,6 +282,8 @@ class FrontDoor:
                     await self._unparsable(err, exchange, settings)
                     return
                 if not isinstance(event, h11.Request):
+                    if event.__class__ is h11.ConnectionClosed and worker.log_info:
+                        worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event

@@ -102,6 +102,15 @@ def error_page(status: int, tokens: bool) -> bytes:
     ).encode()
 
 
+def closed_message(first: bool, remote) -> str:
+    """nginx's ``info`` line for a client that closed its connection between
+    requests: before its first one, or an idle keep-alive connection."""
+    if first:
+        return "client closed connection while waiting for request"
+    address = remote[0] if isinstance(remote, tuple) else "unix:"
+    return f"client {address} closed keepalive connection"
+
+
 def headers(request: h11.Request, names: frozenset[bytes]) -> dict[bytes, bytes]:
     """The first value of each header of ``names`` (lower case) that ``request`` has."""
     found: dict[bytes, bytes] = {}

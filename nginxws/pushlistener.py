@@ -18,7 +18,7 @@ from __future__ import annotations
 import trio
 
 from nginxws.conf.model import Server
-from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
+from nginxws.http import RECEIVE_BYTES, CoalescingStream, closed_message, rearm, response_head
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange
 from nginxws.streams import SocketStream
@@ -66,6 +66,7 @@ class PushConnection:
         with trio.CancelScope() as timeout:
             try:
                 answered = True
+                first = True
                 while True:
                     if parser.in_body:
                         rearm(timeout, trio.current_time() + parser.body_timeout)
@@ -77,6 +78,8 @@ class PushConnection:
                     else:
                         parser.eof()
                     answered = bool(ready)
+                    if answered:
+                        first = False
                     for request in ready:
                         exchange = Exchange(request, server, self.number)
                         await stream.send_all(self.answer(request, exchange))
@@ -90,6 +93,8 @@ class PushConnection:
                             await stream.send_all(_error(status, reason, (TEXT,), settings.server_tokens, True)[0])
                         return
                     if not data:
+                        if worker.log_info:
+                            worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                         return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return

@@ -76,6 +76,7 @@ class Worker:
         self.config = config
         self.index = index
         self.error_log = error_log
+        self.log_info = error_log.enabled("info")  # checked once: the levels never change
         self.router = Router(config.http)
         self.registry = Registry()
         self.channels = Channels()

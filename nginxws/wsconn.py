@@ -367,7 +367,12 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         if session.channels:
             worker.channels.leave_all(session)
         worker.remove_session(session)
-        if session.timed_out:
-            worker.error_log.info("client timed out while sending to client", conn=conn)
+        if worker.log_info:
+            if session.timed_out:
+                worker.error_log.info("client timed out while sending to client", conn=conn)
+            else:
+                ending = proto.ending()
+                if ending is not None:
+                    worker.error_log.info(ending, conn=conn)
         await session.finish()
         exchange.sent = session.bytes_sent
