@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test install autobahn clients conformance
 
-## Start nginxws on sample.conf in the foreground (Ctrl-C stops it).
+## Start nginxws on sample.conf in the foreground (Ctrl-C stops it), with this
+## directory as its prefix: the pid file is ./nginxws.pid, and
+## `.venv/bin/nginxws -p $PWD -c sample.conf -s reload` signals it from here.
 run: install
-	$(BIN)/nginxws -c sample.conf
+	$(BIN)/nginxws -p $(CURDIR)/ -c sample.conf
 
 ## Run the whole test suite against the installed package (not the source tree:
 ## python -P keeps the current directory off sys.path), then Autobahn|Testsuite.
