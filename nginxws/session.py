@@ -161,10 +161,11 @@ class SessionProtocol:
     then on ``deadline`` is when the client's answer is given up on
     (``CLOSE_TIMEOUT``).  ``done`` says the connection is over: write what
     was returned, then close TCP; ``ending()`` then says how, for the error
-    log (only a few words are kept until then, and nothing is formatted).  A protocol error in the client's frames
-    (wsproto's ``CloseConnection`` with 1002/1007) and a message over
-    ``max_message_size`` (1009) close at once, as RFC 6455 section 7.1.7
-    asks: the close frame, then no wait for an answer.
+    log (until then only a tuple is kept, and nothing is formatted).  A
+    protocol error in the client's frames (wsproto's ``CloseConnection``
+    with 1002/1007) and a message over ``max_message_size`` (1009) close at
+    once, as RFC 6455 section 7.1.7 asks: the close frame, then no wait for
+    an answer.
     """
 
     __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain",

@@ -384,7 +384,8 @@ def test_T_with_q_still_dumps(nginxws_bin: str, conf: Path) -> None:
 
 def test_T_into_a_closed_pipe_is_not_an_error(nginxws_bin: str, conf: Path) -> None:
     proc = subprocess.Popen(
-        [nginxws_bin, "-T", "-p", str(conf.parent), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=conf.parent
+        [nginxws_bin, "-T", "-p", str(conf.parent), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=conf.parent,
     )
     proc.stdout.close()  # like `nginxws -T | head -0`
     stderr = proc.stderr.read().decode()
