@@ -69,8 +69,9 @@ system-tools: $(VENV)/.test-deps
 autobahn:
 	bash tests/conformance/install-autobahn.sh >/dev/null
 
-## The project itself, non-editable, rebuilt from the current tree.
-install: $(VENV)/.installed
+## The project, non-editable, rebuilt from the current tree when it changed,
+## and the test tools (what the tests and bench/'s floors and memory use).
+install: $(VENV)/.test-deps $(VENV)/.installed
 
 $(VENV)/.installed: $(VENV)/.deps $(PACKAGE_FILES)
 	$(BIN)/pip install --quiet --no-deps --force-reinstall .
