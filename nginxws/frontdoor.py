@@ -31,6 +31,7 @@ from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
+    closed_message,
     headers,
     next_event,
     send_error,
@@ -308,6 +309,8 @@ class FrontDoor:
                     await self._unparsable(err, exchange, settings)
                     return
                 if not isinstance(event, h11.Request):
+                    if event.__class__ is h11.ConnectionClosed and worker.log_info:
+                        worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
@@ -320,10 +323,14 @@ class FrontDoor:
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
-                    session = run_session(worker, stream, decision, self.number)
+                    session = run_session(worker, stream, decision, self.number, exchange)
                     del decision  # the session keeps only what it needs of it
-                    exchange.status, exchange.sent = await session
-                    worker.log_access(exchange, self.remote, self.local)
+                    try:
+                        await session
+                    finally:
+                        # Logged however it ends: a stop's cancellation too, as
+                        # nginx logs the requests its exiting worker finalizes.
+                        worker.log_access(exchange, self.remote, self.local)
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)

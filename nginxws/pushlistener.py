@@ -20,7 +20,7 @@ import trio
 
 from nginxws.access import FORBIDDEN
 from nginxws.conf.model import Server
-from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
+from nginxws.http import RECEIVE_BYTES, CoalescingStream, closed_message, rearm, response_head
 from nginxws.context import WorkerContext
 from nginxws.log import Exchange, request_context
 from nginxws.streams import SocketStream
@@ -68,6 +68,7 @@ class PushConnection:
         with trio.CancelScope() as timeout:
             try:
                 answered = True
+                first = True
                 while True:
                     if parser.in_body:
                         rearm(timeout, trio.current_time() + parser.body_timeout)
@@ -79,6 +80,8 @@ class PushConnection:
                     else:
                         parser.eof()
                     answered = bool(ready)
+                    if answered:
+                        first = False
                     for request in ready:
                         exchange = Exchange(request, server, self.number)
                         await stream.send_all(self.answer(request, exchange))
@@ -92,6 +95,8 @@ class PushConnection:
                             await stream.send_all(_error(status, reason, (TEXT,), settings.server_tokens, True)[0])
                         return
                     if not data:
+                        if worker.log_info:
+                            worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                         return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return

@@ -80,6 +80,7 @@ class Worker:
         self.index = index
         self.error_log = error_log
         self.user = user  # who to become once the push ports are bound and the logs open
+        self.log_info = error_log.enabled("info")  # checked once: the levels never change
         self.router = Router(config.http)
         self.registry = Registry()
         self.channels = Channels()
@@ -197,27 +198,35 @@ class Worker:
                     acceptors.start_soon(self._accept_loop, listener, connections, None)
 
     async def _handle_signals(self, signals) -> None:
-        async for signum in signals:
-            if signum == signal.SIGUSR1:
-                self.reopen_logs()
-            elif signum == signal.SIGQUIT:
-                self.error_log.notice("gracefully shutting down")
-                setproctitle.setproctitle(f"{setproctitle.getproctitle()} is shutting down")
-                await self._graceful()
-                return
-            else:
-                self.error_log.notice("exiting")
-                await self._close_sessions(FAST_SHUTDOWN)
-                return
+        """Obey signals until the worker is done: at once after TERM/INT, once
+        drained after QUIT.  A draining worker still reopens its logs and
+        still stops fast on TERM (it may drain for as long as its sessions last)."""
+        async with trio.open_nursery() as draining:
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    self.reopen_logs()
+                elif signum == signal.SIGQUIT:
+                    if not self.draining:
+                        self.error_log.notice("gracefully shutting down")
+                        setproctitle.setproctitle(f"{setproctitle.getproctitle()} is shutting down")
+                        self.accept_scope.cancel()
+                        self.draining = True
+                        draining.start_soon(self._graceful, draining.cancel_scope)
+                else:
+                    self.error_log.notice("exiting")
+                    await self._close_sessions(FAST_SHUTDOWN)
+                    break
+            draining.cancel_scope.cancel()
 
-    async def _graceful(self) -> None:
-        self.accept_scope.cancel()
-        self.draining = True
+    async def _graceful(self, done: trio.CancelScope) -> None:
+        """Let the sessions end (or ``worker_shutdown_timeout`` pass), close
+        what is left with 1001, then end the signal handling (``done``)."""
         if self.sessions:
             timeout = self.config.worker_shutdown_timeout
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 await self._drained.wait()
         await self._close_sessions(FAST_SHUTDOWN)
+        done.cancel()
 
     async def _close_sessions(self, grace: float) -> None:
         self.accept_scope.cancel()
