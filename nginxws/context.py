@@ -44,6 +44,7 @@ class WorkerContext(Protocol):
     channels: Channels  # this worker's channels and their sessions
     send_watch: SendWatching
     error_log: ErrorLogger
+    log_info: bool  # whether error_log takes info: connection-level lines are only built then
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
     counters: memoryview  # this worker's slot of the host's statistics (``nginxws.stats``)
     location_ids: dict[int, int]  # id(websocket location) -> its entry in the statistics' location table

@@ -11,9 +11,10 @@ follow Prometheus' conventions (``nginxws_`` prefix, ``_total`` on
 counters, base units: seconds, bytes).  A status family shows each status
 that has been answered at least once, and its usual success status always.
 
-A worker imports this module at its first scrape (prometheus_client takes
-some 40 ms and a few MB to import, which a worker that is never scraped
-need not pay, and which would slow every worker's start).
+A worker imports this module when it starts, if its configuration has a
+``websocket_metrics`` location: before it gives up root (``user``), after
+which it may not read the interpreter's files.  prometheus_client takes
+some 40 ms and a few MB to import, which other configurations do not pay.
 """
 
 from __future__ import annotations

@@ -54,12 +54,12 @@ class ProcessInfo:
 
     cpu_seconds: float  # user + system
     rss_bytes: int
-    open_fds: int | None  # None: not asked for
+    open_fds: int | None  # None: not asked for, or not ours to see
 
 
 def read_process(pid: int, *, fds: bool = False) -> ProcessInfo | None:
-    """``pid``'s CPU time, resident memory and (``fds``) open descriptors;
-    None when it is gone or a zombie."""
+    """``pid``'s CPU time, resident memory and (``fds``) open descriptors,
+    when this process may see them; None when it is gone or a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rpartition(b")")[2].split()
@@ -73,6 +73,8 @@ def read_process(pid: int, *, fds: bool = False) -> ProcessInfo | None:
         try:
             # Since Linux 6.2 the size of /proc/PID/fd is the number of open descriptors.
             open_fds = os.stat(f"/proc/{pid}/fd").st_size or len(os.listdir(f"/proc/{pid}/fd"))
+        except PermissionError:
+            pass  # another user's process (the master, when the workers run as ``user``)
         except OSError:
             return None
     return ProcessInfo((int(fields[11]) + int(fields[12])) / _TICKS, int(fields[21]) * _PAGE, open_fds)

@@ -13,11 +13,16 @@ requests is known too.
 from __future__ import annotations
 
 import asyncio
+import grp
 import os
+import pwd
 import re
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -432,3 +437,31 @@ def test_the_handshake_bytes_are_counted_once(start_host):
         assert counted(metrics, "nginxws_websocket_received_bytes_total") == 6
 
     asyncio.run(check())
+
+
+# -- workers as another user ----------------------------------------------------------------------
+
+
+def test_workers_running_as_another_user_still_report_the_whole_host(run_nginxws, free_port, tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    logs = Path(tempfile.mkdtemp(prefix="nginxws-status-"))  # a directory nobody can traverse
+    logs.chmod(0o755)
+    try:
+        port = free_port()
+        text = server_conf(logs=logs, listen=f"127.0.0.1:{port}", http=HTTP,
+                           main=f"user nobody {group};\ndaemon off;\nworker_processes 2;",
+                           locations=LOCATIONS.replace("{logs}", str(logs)))
+        host = Host(run_nginxws(text), port, logs)
+        host.wait_log(ACCEPTS.pattern, count=2)
+        assert poll(lambda: asyncio.run(host.health()) == (200, "ok\n"), TIMEOUT)
+        metrics = asyncio.run(host.scrape())
+        fds = {dict(labels)["process"] for name, labels in metrics if name == "nginxws_process_open_fds"}
+        cpu = {dict(labels)["process"] for name, labels in metrics if name == "nginxws_process_cpu_seconds_total"}
+        assert cpu == {"master", "worker"}, "the root master is seen alive"
+        # Its descriptors are counted where the kernel tells their number
+        # (Linux 6.2 on) without listing them, which nobody may not do.
+        assert "worker" in fds
+        assert counted(metrics, "nginxws_workers", state="ready") == 2
+    finally:
+        shutil.rmtree(logs)
