@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from nginxws.conf import handlers as h
 from nginxws.conf.handlers import Handler
+from nginxws.conf.model import HEALTH, METRICS, STUB_STATUS
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
 CONTEXT_ORDER = (MAIN, EVENTS, HTTP, SERVER, LOCATION)
@@ -273,20 +274,20 @@ SUPPORTED_DIRECTIVES = (
            "may hold [variables](#variables-in-channel-names): `websocket_publish $arg_channel;`. "
            "Not allowed with `websocket` in the same location; not inherited by nested locations."),
     # -- status and metrics (docs/status.md) -------------------------------------
-    _d("stub_status", {LOCATION}, (0, 1), h.report,
+    _d(STUB_STATUS, {LOCATION}, (0, 1), h.report,
        syntax="stub_status;",
        doc="The location answers `GET` and `HEAD` with nginx's basic status page (`Active "
            "connections`, `accepts handled requests`, `Reading Writing Waiting`), counted over "
            "every worker of the host, draining ones included; see [status.md](status.md). An "
            "argument (`stub_status on;`, the syntax before nginx 1.7.5) is accepted and ignored. "
            "Only in a location (nginx also allows it in `server`)."),
-    _d("websocket_metrics", {LOCATION}, NOARGS, h.report,
+    _d(METRICS, {LOCATION}, NOARGS, h.report,
        syntax="websocket_metrics;",
        doc="The location answers `GET` and `HEAD` with the host's metrics in Prometheus' text "
            "format: connections, WebSocket clients per location, handshakes, pushes and publishes "
            "by status, sessions closed by reason, bytes, reloads, restarts, each worker's CPU, "
            "memory and descriptors; see [status.md](status.md)."),
-    _d("websocket_health", {LOCATION}, NOARGS, h.report,
+    _d(HEALTH, {LOCATION}, NOARGS, h.report,
        syntax="websocket_health;",
        doc="The location answers 200 while every worker of the serving generation is alive and "
            "ready, and 503 otherwise (a worker died and is not replaced yet), for load balancers' "

@@ -35,6 +35,7 @@ http {
         location = /metrics { websocket_metrics; }
         location = /healthz { websocket_health; }
         location = /moved { websocket_health; return 301 /healthz; }
+        location /closed { websocket; deny all; }
     }
     server {
         listen 127.0.0.1:8080;
@@ -190,6 +191,7 @@ def test_a_publish_over_client_max_body_size_is_413(group):
     (request(b"/ws", method=b"POST", extra=HANDSHAKE), HANDSHAKES),
     (request(b"/chat?room=no%20pe", extra=HANDSHAKE), HANDSHAKES),
     (request(b"/ws", extra=[*HANDSHAKE, (b"Content-Length", b"2000")]), HANDSHAKES),
+    (request(b"/closed", extra=HANDSHAKE), HANDSHAKES),
     (request(b"/pub?channel=news"), PUBLISHES),
     (request(b"/pub", b"POST"), PUBLISHES),
     (request(b"/pub?channel=news", b"POST", extra=[(b"Content-Length", b"2000")]), PUBLISHES),
@@ -197,8 +199,10 @@ def test_a_publish_over_client_max_body_size_is_413(group):
     (request(b"/nowhere"), None),
 ])
 def test_refused_handshakes_and_publishes_count_in_their_family(group, req, family):
-    answer = decide(req, group, b"")
+    answer = decide(req, group, b"", ("127.0.0.1", 5000))
     assert isinstance(answer, Answer) and answer.family == family
+    if req.target == b"/closed":
+        assert answer.status == 403
 
 
 # -- reports --------------------------------------------------------------------------------
