@@ -6,9 +6,12 @@ exited and not been reaped (a zombie: dead) and a pid that does not exist.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -240,3 +243,13 @@ def test_every_family_follows_prometheus_naming() -> None:
 def test_a_host_state_with_no_process_is_empty() -> None:
     state = host_state(region())
     assert isinstance(state, HostState) and state.processes == () and state.generation == 0
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "contrib" / "grafana-nginxws.json").read_text())
+    families = {family.name for family in text_string_to_metric_families(Exposition(serving()).render().decode())}
+    names = {sample for family in families for sample in (family, family + "_total")}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used = set(re.findall(r"\bnginxws_[a-z_]+", target["expr"]))
+            assert used and used <= names, (panel["title"], used - names)
