@@ -49,5 +49,5 @@ install: $(VENV)/.deps
 ## The dependencies and test tools, again whenever pyproject.toml changes.
 $(VENV)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet ".[test]"
+	$(BIN)/pip install --quiet ".[test,redis]"
 	touch $@
