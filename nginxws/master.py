@@ -583,10 +583,7 @@ class Master:
         """Wait for the worker to exit (reaping it), log it, restart it if it died."""
         status = await worker.process.wait()
         await worker.channel.aclose()
-        del self.workers[worker.pid]
-        for name in self.interest.drop(worker.pid):
-            if self.link is not None:
-                self.link.unsubscribe(name)
+        self._forget(worker)
         if status < 0:
             self.error_log.alert(f"worker process {worker.pid} exited on signal {-status}")
         else:
@@ -604,6 +601,13 @@ class Master:
                 replacement.signal(signal.SIGKILL)
         self._close_unused_listening()
         self._check_done()
+
+    def _forget(self, worker: WorkerProcess) -> None:
+        """``worker`` has exited: it gets nothing more, and the host no longer holds its channels."""
+        del self.workers[worker.pid]
+        for name in self.interest.drop(worker.pid):
+            if self.link is not None:
+                self.link.unsubscribe(name)
 
     def _check_done(self) -> None:
         if self.exiting and not self.workers:
