@@ -13,14 +13,13 @@ slots (sharded pub/sub).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from contextlib import ExitStack
 
 import httpx
 import pytest
-from support.clients import first_push_url, push_urls
+from support.clients import push_urls
 from support.processes import poll
 from support.redis import RedisServer, cluster_port_free, host_conf, require_redis
 from support.servers import Server
@@ -146,7 +145,7 @@ def test_a_host_subscribes_only_to_the_channels_its_clients_hold(redis_server, s
     redis = redis_server()
     first, second = start_host(redis.url), start_host(redis.url)
     with first.subscribe("only-first") as a, first.subscribe("only-first") as b, second.subscribe("both") as c:
-        with first.subscribe("both") as d:
+        with first.subscribe("both"):
             wait_subscribed(redis, "only-first", 1)  # two clients, one host: one subscription
             wait_subscribed(redis, "both", 2)
             assert redis.channels() == {PREFIX + "only-first", PREFIX + "both"}
