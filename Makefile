@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install autobahn clients conformance
+.PHONY: run test install autobahn clients redis conformance
 
 ## Start nginxws on sample.conf in the foreground (Ctrl-C stops it).
 run: install
@@ -12,7 +12,7 @@ run: install
 
 ## Run the whole test suite against the installed package (not the source tree:
 ## python -P keeps the current directory off sys.path), then Autobahn|Testsuite.
-test: install autobahn clients
+test: install autobahn clients redis
 	NGINXWS_TEST_INSTALLED=1 $(BIN)/python -P -m pytest
 	$(MAKE) --no-print-directory conformance
 
@@ -37,6 +37,11 @@ conformance: install autobahn
 ## Playwright and httpie (only what is missing; quiet).
 clients: $(VENV)/.deps
 	bash tests/browser/install.sh $(BIN)/python
+
+## What the Redis tests drive (channels across hosts): Debian's redis-server
+## and redis-cli, and ip for the three-host test's network namespaces.
+redis:
+	bash tests/redis/install.sh
 
 ## Autobahn|Testsuite runs under Python 2.7; installed once into ~/.cache.
 autobahn:
