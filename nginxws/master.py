@@ -408,6 +408,8 @@ class Master:
         self.config = config
         self.error_log.close()
         self.error_log = error_log
+        if self.link is not None:
+            self.link.error_log = error_log
         self._follow_redis(config)
         for worker in old:
             worker.stopping = True

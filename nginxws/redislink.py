@@ -76,13 +76,14 @@ class RedisLink:
     ) -> None:
         self.settings = settings
         self.up = False
+        self.error_log = error_log  # the master's; it hands the link the new one at a reload
         self._host_id = host_id
         self._interest = interest
-        self._error_log = error_log
         self._on_state = on_state
         self._on_message = on_message
         self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._in_flight = 0
+        self._unsent = 0  # messages that came while the link was down (workers not told yet)
         self._dropping = False
         self._wakeup = trio.Event()
         self._changes: dict[bytes, bool] = {}  # Redis channel -> subscribed or not, the latest word
@@ -93,11 +94,14 @@ class RedisLink:
     def publish(self, frame: bytes) -> None:
         """Send a message frame of this host's workers to the other hosts, in order."""
         if not self.up:
-            return  # lost with the link; the workers answer 503 once they are told
+            # Answered 202 by a worker that had not heard yet that the link is
+            # down: lost for the other hosts, and counted in the log.
+            self._unsent += 1
+            return
         if len(self._outbox) >= QUEUE_MESSAGES:
             if not self._dropping:
                 self._dropping = True
-                self._error_log.alert(f"redis {self.settings.address} does not keep up: channel messages "
+                self.error_log.alert(f"redis {self.settings.address} does not keep up: channel messages "
                                       "for the other hosts are dropped")
             return
         self._dropping = False
@@ -127,22 +131,22 @@ class RedisLink:
                 await self._session(backoff)
             except* FAILURES as group:
                 reason = _describe(group)
-            lost = len(self._outbox) + self._in_flight
+            lost = len(self._outbox) + self._in_flight + self._unsent
             self._outbox.clear()
-            self._in_flight = 0
+            self._in_flight = self._unsent = 0
             delay = backoff.next()
             if self.up:
                 self._set_up(False)
-                self._error_log.error(f"redis {self.settings.address} lost ({reason}): publishes are "
+                self.error_log.error(f"redis {self.settings.address} lost ({reason}): publishes are "
                                       f"answered 503 until it is back; retrying in {delay:.1f}s")
                 if lost:
-                    self._error_log.error(f"{lost} channel message(s) for the other hosts were lost with it")
+                    self.error_log.error(f"{lost} channel message(s) for the other hosts were lost with it")
             elif attempts == 1:
-                self._error_log.error(f"redis {self.settings.address} cannot be reached ({reason}): "
+                self.error_log.error(f"redis {self.settings.address} cannot be reached ({reason}): "
                                       f"channels reach this host only and publishes are answered 503; "
                                       f"retrying in {delay:.1f}s")
             else:
-                self._error_log.info(f"redis {self.settings.address} still cannot be reached ({reason}); "
+                self.error_log.info(f"redis {self.settings.address} still cannot be reached ({reason}); "
                                      f"retrying in {delay:.1f}s")
             await trio.sleep(delay)
 
@@ -171,7 +175,11 @@ class RedisLink:
                     await pubsub.subscribe(*held[start:start + SUBSCRIBE_BATCH])
                 await client.ping()
                 backoff.reset()
-                self._error_log.notice(f"redis {self.settings.address} connected, "
+                if self._unsent:
+                    self.error_log.error(f"{self._unsent} channel message(s) for the other hosts were lost "
+                                         "while redis could not be reached")
+                    self._unsent = 0
+                self.error_log.notice(f"redis {self.settings.address} connected, "
                                        f"{len(held)} channel(s) subscribed")
                 self._set_up(True)
                 async with trio.open_nursery() as nursery:
