@@ -65,7 +65,7 @@ import trio
 
 import nginxws
 from nginxws import bus, conf, hosts
-from nginxws.conf.model import Config, Listen, Redis
+from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.listen_sockets import BindError, distinct_listens, open_listen
@@ -549,15 +549,16 @@ class Master:
             self._link_state(False)
             self.link = None
         if wanted is not None:
-            self._nursery.start_soon(self._run_link, wanted)
+            from nginxws.redislink import RedisLink  # only a host with websocket_redis loads coredis
 
-    async def _run_link(self, settings: Redis) -> None:
-        from nginxws.redislink import RedisLink  # only a host with websocket_redis loads coredis
+            self.link = RedisLink(wanted, self.host_id, self.interest, self.error_log,
+                                  self._link_state, self._from_other_hosts)
+            self._link_scope = trio.CancelScope()
+            self._nursery.start_soon(self._run_link, self.link, self._link_scope)
 
-        link = RedisLink(settings, self.host_id, self.interest, self.error_log,
-                         self._link_state, self._from_other_hosts)
-        with trio.CancelScope() as scope:
-            self.link, self._link_scope = link, scope
+    @staticmethod
+    async def _run_link(link, scope: trio.CancelScope) -> None:
+        with scope:
             await link.run()
 
     def _link_state(self, up: bool) -> None:

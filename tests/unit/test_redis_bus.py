@@ -195,3 +195,29 @@ def test_without_redis_a_worker_sends_no_interest_and_never_refuses(tmp_path):
     worker.channels.join(member, "room")
     assert worker.publish("room", "local") == 1
     assert queued(worker) == [bus.encode("room", "local")]
+
+
+def test_a_reload_opens_keeps_or_closes_the_link_as_the_configuration_says(tmp_path):
+    import trio
+
+    (tmp_path / "plain").mkdir()
+    with_redis, without = config(tmp_path, redis=True), config(tmp_path / "plain", redis=False)
+    master = Master(with_redis, {}, ErrorLogger(with_redis.error_logs), None, _Report(None))
+    worker = WorkerProcess(Process(31), 0, with_redis, channel=None, ready=True)
+    worker.outbox = bus.Outbox(lambda: None)
+    master.workers[31] = worker
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            master._nursery = nursery
+            master._follow_redis(with_redis)
+            first = master.link
+            assert first is not None and first.settings == with_redis.http.redis
+            master._follow_redis(with_redis)  # the same Redis: the same link, even before it ran
+            assert master.link is first
+            master._follow_redis(without)
+            assert master.link is None
+            assert queued(worker)[-1] == bus.control(bus.REMOTE_DOWN)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
