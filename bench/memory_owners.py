@@ -29,7 +29,6 @@ import trio
 
 from nginxws.conf import load
 from nginxws.log import ErrorLogger
-from nginxws.stats import Region
 from nginxws.worker import Worker
 
 from machine import raise_file_limit
@@ -77,7 +76,7 @@ async def measure(clients: int, top: int) -> None:
         path = Path(prefix) / "memory.conf"
         path.write_text(CONF.format(port=port))
         config = load(str(path), prefix=prefix)
-    worker = Worker(config, 0, ErrorLogger(config.error_logs), Region.create(worker_slots=1))
+    worker = Worker(config, 0, ErrorLogger(config.error_logs))
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run, [listener])
         gc.collect()

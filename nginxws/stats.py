@@ -224,6 +224,12 @@ class Region:
         return cls(mmap.mmap(fd, size), fd)
 
     @classmethod
+    def private(cls, worker_slots: int = MAX_WORKER_SLOTS) -> Region:
+        """A region in this process's memory only, for a master or worker run
+        in process (tests, benchmarks): nothing else can read it."""
+        return cls(bytearray(region_bytes(worker_slots)))
+
+    @classmethod
     def attach(cls, fd: int) -> Region:
         """The region of descriptor ``fd`` (a worker's, from its master), which it closes."""
         try:

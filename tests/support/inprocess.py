@@ -18,7 +18,7 @@ from wsproto.connection import Connection
 
 from nginxws.streams import SocketStream
 from nginxws.session import SessionProtocol, Timers
-from nginxws.stats import Region, region_bytes
+from nginxws.stats import Region
 from nginxws.wsconn import SendWatch, Session
 
 PAIR_BUFFER = 16 * 1024  # socket buffer sizes: small, so a few hundred KiB fill them
@@ -41,7 +41,7 @@ def socket_pair() -> Iterator[tuple[SocketStream, socket.socket]]:
 
 def scratch_counters() -> memoryview:
     """A worker's statistics slot in a region of its own (private memory)."""
-    return Region(bytearray(region_bytes(worker_slots=1))).worker_slot(0)
+    return Region.private(worker_slots=1).worker_slot(0)
 
 
 def new_session(stream: SocketStream, nursery: trio.Nursery, *, pingintvl: float, idleintvl: float,

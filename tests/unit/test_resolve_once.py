@@ -20,7 +20,6 @@ from nginxws.listen_sockets import distinct_listens, open_listen
 from nginxws.log import ErrorLogger
 from nginxws.routing import Router
 from nginxws.session import PushAddress
-from nginxws.stats import Region, region_bytes
 from nginxws.worker import Worker
 
 pytestmark = pytest.mark.timeout(10)
@@ -74,7 +73,7 @@ def test_after_the_load_routing_listen_sockets_and_push_listeners_never_resolve(
         assert router.servers_for(("127.0.0.1", first)).servers == (server_a,)
 
         async def start_worker() -> dict[int, tuple[PushAddress, ...]]:
-            worker = Worker(config, 0, ErrorLogger(()), Region(bytearray(region_bytes(worker_slots=1))))
+            worker = Worker(config, 0, ErrorLogger(()))
             async with trio.open_nursery() as nursery:
                 push = await nursery.start(worker.run, sockets)
                 nursery.cancel_scope.cancel()

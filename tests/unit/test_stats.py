@@ -205,6 +205,11 @@ def test_close_reasons(code, reason, timed_out, expected) -> None:
 # -- the real region --------------------------------------------------------------------
 
 
+def test_a_private_region_has_no_descriptor() -> None:
+    r = Region.private(worker_slots=2)
+    assert (r.capacity, r.fd) == (2, None)
+
+
 def test_a_region_is_shared_through_its_descriptor() -> None:
     created = Region.create(worker_slots=2)
     try:
