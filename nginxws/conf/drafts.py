@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, WebSocket, Where
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, TryFiles, WebSocket, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.variables import ComplexValue
 
@@ -48,6 +48,7 @@ class LocationDraft(LevelDraft):
     publish: ComplexValue | None = None
     return_: Return | None = None
     locations: list[LocationDraft] = field(default_factory=list)
+    try_files: TryFiles | None = None
 
     @property
     def name(self) -> str:
@@ -64,6 +65,7 @@ class ServerDraft(LevelDraft):
     server_names: list[str] = field(default_factory=list)
     locations: list[LocationDraft] = field(default_factory=list)
     return_: Return | None = None
+    try_files: TryFiles | None = None
 
 
 @dataclass
