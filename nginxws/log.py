@@ -284,6 +284,23 @@ class Exchange:
         )
 
 
+def request_context(client: str, server: Server, request: Request | None) -> str:
+    """What nginx appends to an error line about a request
+    (``ngx_http_log_error``): ``, client: ADDR, server: NAME, request:
+    "LINE", host: "HOST"``, and ``, referrer: "..."`` when there is one."""
+    name = server.server_names[0] if server.server_names else ""
+    text = f", client: {client}, server: {name}"
+    if request is None:
+        return text
+    line = b"%s %s HTTP/%s" % (request.method, request.target, request.http_version)
+    text += f', request: "{line.decode("utf-8", "backslashreplace")}"'
+    for header, label in ((b"host", "host"), (b"referer", "referrer")):
+        value = next((v for k, v in request.headers if k == header), None)
+        if value is not None:
+            text += f', {label}: "{value.decode("utf-8", "backslashreplace")}"'
+    return text
+
+
 class LogFormatError(NginxwsError, ValueError):
     """A ``log_format`` text that cannot be compiled; ``text`` is nginx's message."""
 
