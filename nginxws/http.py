@@ -32,6 +32,7 @@ LAZY_DELAY = 0.3  # seconds; nginx's NGX_TIMER_LAZY_DELAY
 # nginx's own reason phrases where they differ from the RFC's.
 _REASONS = {
     494: "Request Header Or Cookie Too Large",
+    405: "Not Allowed",
     413: "Request Entity Too Large",
     414: "Request-URI Too Large",
 }
