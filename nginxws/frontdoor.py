@@ -27,6 +27,7 @@ import base64
 import binascii
 import errno
 import os
+import re
 from dataclasses import dataclass
 
 import h11
@@ -151,7 +152,7 @@ class Static:
     try_files: TryFiles | None
     uri: str  # nginx's $uri: normalized, or what an internal redirect set
     args: str  # the arguments after "?", as sent (or as the redirect set them)
-    captures: object  # the regex location's match, for $1 and named captures
+    captures: re.Match[str] | None  # the regex location's match, for $1 and named captures
 
 
 @dataclass(frozen=True, slots=True)
