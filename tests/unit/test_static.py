@@ -11,6 +11,8 @@ from pathlib import Path
 
 import h11
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nginxws import static
 from nginxws.conf import load
@@ -168,66 +170,66 @@ def tried(*names: str, fallback: str = "=404") -> TryFiles:
     return TryFiles(files, value(fallback), code)
 
 
-def settings(www: Path, **kw) -> FileSettings:
+def files_at(www: Path, **kw) -> FileSettings:
     return FileSettings(root=DocumentRoot(value(str(www)), "/p/"), **kw)
 
 
 def test_a_file_is_found_with_its_size_time_and_type(www) -> None:
-    found = resolve(settings(www), "/a.css")
+    found = resolve(files_at(www), "/a.css")
     info = (www / "a.css").stat()
     assert (found.path, found.size, found.mtime, found.content_type) == (
         str(www / "a.css"), 3, int(info.st_mtime), "text/plain")
 
 
 def test_a_directory_uri_serves_its_index_through_an_internal_redirect(www) -> None:
-    assert resolve(settings(www), "/", args="a=1") == static.InternalRedirect("/index.html", "a=1")
+    assert resolve(files_at(www), "/", args="a=1") == static.InternalRedirect("/index.html", "a=1")
     index = (value("index.html"), value("index.htm"))
-    assert resolve(settings(www, index=index), "/dir/") == static.InternalRedirect("/dir/index.htm", "")
-    assert resolve(settings(www, index=(value("none.html"), value("/last.html"))), "/dir/") == (
+    assert resolve(files_at(www, index=index), "/dir/") == static.InternalRedirect("/dir/index.htm", "")
+    assert resolve(files_at(www, index=(value("none.html"), value("/last.html"))), "/dir/") == (
         static.InternalRedirect("/last.html", ""))
 
 
 def test_a_directory_without_an_index_is_forbidden(www) -> None:
-    assert resolve(settings(www), "/empty/") == static.Refused(
+    assert resolve(files_at(www), "/empty/") == static.Refused(
         403, ("error", f'directory index of "{www}/empty/" is forbidden'))
 
 
 def test_a_missing_directory_is_not_found_by_the_index_and_logged_unless_log_not_found_is_off(www) -> None:
     message = f'"{www}/none/index.html" is not found (2: No such file or directory)'
-    assert resolve(settings(www), "/none/") == static.Refused(404, ("error", message))
-    assert resolve(settings(www, log_not_found=False), "/none/") == static.Refused(404)
-    assert resolve(settings(www), "/a.css/") == static.Refused(
+    assert resolve(files_at(www), "/none/") == static.Refused(404, ("error", message))
+    assert resolve(files_at(www, log_not_found=False), "/none/") == static.Refused(404)
+    assert resolve(files_at(www), "/a.css/") == static.Refused(
         404, ("error", f'"{www}/a.css/index.html" is not found (20: Not a directory)'))
 
 
 def test_a_missing_file_is_404_with_nginx_s_open_line(www) -> None:
-    assert resolve(settings(www), "/missing.html") == static.Refused(
+    assert resolve(files_at(www), "/missing.html") == static.Refused(
         404, ("error", f'open() "{www}/missing.html" failed (2: No such file or directory)'))
-    assert resolve(settings(www, log_not_found=False), "/missing.html") == static.Refused(404)
+    assert resolve(files_at(www, log_not_found=False), "/missing.html") == static.Refused(404)
 
 
 def test_a_directory_without_its_slash_is_redirected_with_the_arguments(www) -> None:
-    assert resolve(settings(www), "/dir", args="x=1") == static.Refused(301, location="/dir/?x=1")
-    assert resolve(settings(www), "/dir") == static.Refused(301, location="/dir/")
+    assert resolve(files_at(www), "/dir", args="x=1") == static.Refused(301, location="/dir/?x=1")
+    assert resolve(files_at(www), "/dir") == static.Refused(301, location="/dir/")
 
 
 def test_methods_other_than_get_head_and_post_are_405_and_post_to_a_file_too(www) -> None:
-    assert resolve(settings(www), "/a.css", method=b"DELETE") == static.Refused(405)
-    assert resolve(settings(www), "/missing", method=b"PUT") == static.Refused(405)
-    assert resolve(settings(www), "/", method=b"OPTIONS") == static.Refused(405)
-    assert resolve(settings(www), "/a.css", method=b"POST") == static.Refused(405)
-    assert resolve(settings(www), "/missing", method=b"POST").status == 404
-    assert isinstance(resolve(settings(www), "/a.css", method=b"HEAD"), static.Found)
+    assert resolve(files_at(www), "/a.css", method=b"DELETE") == static.Refused(405)
+    assert resolve(files_at(www), "/missing", method=b"PUT") == static.Refused(405)
+    assert resolve(files_at(www), "/", method=b"OPTIONS") == static.Refused(405)
+    assert resolve(files_at(www), "/a.css", method=b"POST") == static.Refused(405)
+    assert resolve(files_at(www), "/missing", method=b"POST").status == 404
+    assert isinstance(resolve(files_at(www), "/a.css", method=b"HEAD"), static.Found)
 
 
 def test_a_fifo_is_not_a_regular_file(www) -> None:
-    assert resolve(settings(www), "/fifo/pipe") == static.Refused(
+    assert resolve(files_at(www), "/fifo/pipe") == static.Refused(
         404, ("crit", f'"{www}/fifo/pipe" is not a regular file'))
 
 
 def test_a_symbolic_link_inside_the_root_is_followed_and_one_leading_out_refused(www) -> None:
-    assert isinstance(resolve(settings(www), "/in.css"), static.Found)
-    refused = resolve(settings(www), "/out.txt")
+    assert isinstance(resolve(files_at(www), "/in.css"), static.Found)
+    refused = resolve(files_at(www), "/out.txt")
     assert refused == static.Refused(403, ("error", f'open() "{www}/out.txt" refused: it leads to '
                                                     f'"{www.parent}/secret.txt", outside the root "{www}"'))
 
@@ -241,7 +243,7 @@ def test_an_alias_without_its_slash_cannot_reach_a_sibling_directory(www) -> Non
 
 
 def test_try_files_tries_in_order_and_a_trailing_slash_wants_a_directory(www) -> None:
-    files = settings(www)
+    files = files_at(www)
     assert resolve(files, "/a.css", try_files=tried("/none", "$uri", "/app.html")).path == str(www / "a.css")
     # "/dir" is a directory: "$uri" does not match it, "$uri/" does, and the file handler redirects.
     assert resolve(files, "/dir", try_files=tried("$uri", "$uri/")) == static.Refused(301, location="/dir/")
@@ -255,7 +257,7 @@ def test_try_files_tries_in_order_and_a_trailing_slash_wants_a_directory(www) ->
 
 
 def test_try_files_found_file_sets_the_uri_its_type_comes_from(www) -> None:
-    found = resolve(settings(www, types={"html": "text/html"}), "/anything", try_files=tried("/app.html"))
+    found = resolve(files_at(www, types={"html": "text/html"}), "/anything", try_files=tried("/app.html"))
     assert (found.path, found.content_type) == (str(www / "app.html"), "text/html")
 
 
@@ -286,27 +288,27 @@ class Forbidding(static.FileSystem):
 
 def test_an_unreadable_file_is_403_with_nginx_s_line(www) -> None:
     fs = Forbidding(f"{www}/a.css")
-    assert resolve(settings(www), "/a.css", fs=fs) == static.Refused(
+    assert resolve(files_at(www), "/a.css", fs=fs) == static.Refused(
         403, ("error", f'open() "{www}/a.css" failed (13: Permission denied)'))
 
 
 def test_an_index_that_cannot_be_looked_up_is_403(www) -> None:
     fs = Forbidding(f"{www}/dir/index.html")
-    assert resolve(settings(www), "/dir/", fs=fs) == static.Refused(
+    assert resolve(files_at(www), "/dir/", fs=fs) == static.Refused(
         403, ("error", f'"{www}/dir/index.html" is forbidden (13: Permission denied)'))
 
 
 def test_try_files_logs_other_errors_at_crit_and_tries_the_next(www) -> None:
     logs: list[tuple[str, str]] = []
     fs = Forbidding(f"{www}/a.css")
-    found = resolve(settings(www), "/a.css", try_files=tried("$uri", "/app.html"), fs=fs, logs=logs)
+    found = resolve(files_at(www), "/a.css", try_files=tried("$uri", "/app.html"), fs=fs, logs=logs)
     assert found.path == str(www / "app.html")
     assert logs == [("crit", f'stat() "{www}/a.css" failed (13: Permission denied)')]
 
 
 def test_an_open_failure_other_than_missing_or_forbidden_is_500_at_crit(www) -> None:
     fs = Forbidding(f"{www}/a.css", error=errno.EIO)
-    assert resolve(settings(www), "/a.css", fs=fs) == static.Refused(
+    assert resolve(files_at(www), "/a.css", fs=fs) == static.Refused(
         500, ("crit", f'open() "{www}/a.css" failed (5: Input/output error)'))
 
 
@@ -415,3 +417,28 @@ def test_a_redirect_cycle_ends_after_ten_with_nginx_s_500(group) -> None:
     assert (answer.status, answer.close) == (500, True)
     assert [level for level, _ in logs] == ["error"]
     assert logs[0][1].startswith('rewrite or internal redirection cycle while internally redirecting to "/loop/"')
+
+
+# -- any target at all ------------------------------------------------------------------
+
+SEGMENTS = st.sampled_from(["", ".", "..", "%2e", "%2E%2e", "%2f", "%2F", "%5c", "\\", "a.css", "in.css", "out.txt",
+                            "dir", "dir..", "index.html", "empty", "secret.txt", "www", "%00", "%", "%zz", "~", "?"])
+TARGETS = st.lists(SEGMENTS, min_size=1, max_size=8).map(lambda parts: ("/" + "/".join(parts)).encode())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=TARGETS, method=st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT"]))
+def test_no_target_reaches_a_file_outside_the_root(group, www, target, method) -> None:
+    """Whatever the target, the answer is a file inside the root (links resolved) or no file."""
+    req = request(target, method=method)
+    decision = decide(req, group, b"", REMOTE)
+    if not isinstance(decision, Static):
+        assert isinstance(decision, Answer) and decision.status in (400, 404, 405, 426)
+        return
+    result, _ = serve_files(decision, req, group, b"", REMOTE, LOCAL)
+    if isinstance(result, FileAnswer):
+        try:
+            real = os.path.realpath(result.file.path)
+        finally:
+            os.close(result.file.fd)
+        assert real.startswith(str(www.resolve()) + "/"), (target, real)
