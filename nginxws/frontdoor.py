@@ -35,6 +35,7 @@ import trio
 from wsproto.utilities import split_comma_header
 
 from nginxws import static
+from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
 from nginxws.conf.model import HttpSettings, Location, Return, Server, TryFiles
 from nginxws.conf.variables import Request as Variables
@@ -42,6 +43,7 @@ from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
+    closed_message,
     headers,
     next_event,
     send_error,
@@ -50,6 +52,7 @@ from nginxws.http import (
     send_response,
 )
 from nginxws.context import WorkerContext
+from nginxws.inet import peer_of
 from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
@@ -171,12 +174,13 @@ class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
     built only for a location whose directives use them."""
 
-    __slots__ = ("target", "headers", "remote_addr", "uri", "captures")
+    __slots__ = ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None) -> None:
         self.target = request.target
         self.headers = request.headers
-        self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
 
@@ -202,12 +206,22 @@ HANDSHAKE_HEADERS = {
 
 
 def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+           exchange: Exchange | None = None, *,
            internal: static.InternalRedirect | None = None) -> Answer | Upgrade | Publish | Static:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), the
-    publish it makes, or the files it asks for.  ``internal`` is an internal
-    redirect of it (``serve_files``): its URI replaces the request's."""
+    publish it makes, or the files it asks for (``Static``).
+
+    When realip finds the client behind a trusted proxy, its address is
+    noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
+    the decisions themselves carry no field for it, so that a request where
+    no realip or access rule applies pays nothing for them.
+
+    ``internal`` is an internal redirect of the request (``serve_files``):
+    its URI, or its named location, replaces what the request line asked
+    for; the request line's own checks are not made again.
+    """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -216,33 +230,52 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     server = group.select_server(host)
     settings = server.settings
 
-    path = normalize_path(request.target) if internal is None else internal.uri
-    if path is None:
-        return Answer(400, server, settings)
-    line_limit = settings.large_client_header_buffers[1]
-    if len(request.method) + len(request.target) + 10 > line_limit:
-        return Answer(414, server, settings, close=True)
-    if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
-        return Answer(494, server, settings, close=True)
-
-    if server.return_:
-        match = None
-    elif internal is not None and internal.name is not None:
-        match = _named_location(server, internal.name)
-        if match is None:
-            return Answer(500, server, settings, read_body=True,
-                          log=("error", f'could not find named location "@{internal.name}"'))
+    if internal is None:
+        path = normalize_path(request.target)
+        if path is None:
+            return Answer(400, server, settings)
+        line_limit = settings.large_client_header_buffers[1]
+        if len(request.method) + len(request.target) + 10 > line_limit:
+            return Answer(414, server, settings, close=True)
+        if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
+            return Answer(494, server, settings, close=True)
+        match = None if server.return_ else match_location(server.locations, path)
     else:
-        match = match_location(server.locations, path)
+        path = internal.uri
+        if server.return_:
+            match = None
+        elif internal.name is None:
+            match = match_location(server.locations, path)
+        else:
+            match = _named_location(server, internal.name)
+            if match is None:
+                return Answer(500, server, settings, read_body=True, close=True,
+                              log=("error", f'could not find named location "@{internal.name}"'))
     location = None if match is None else match.location
     if location is not None:
         settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
+    check = settings.check
+    client = None
+    if check is not None:
+        # nginx's phases: realip (post-read, pre-access) before the 413 of
+        # find-config, allow/deny (access) after it; a "return" (rewrite)
+        # answers before the access phase, so its location's rules do not apply.
+        peer = peer_of(remote)
+        real = check.client(peer, request.headers)
+        if real is not None:
+            client = real.text
+            if exchange is not None:
+                exchange.client = client
+
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
         return Answer(413, server, settings, close=True,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
+    if check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
+        context = request_context(client or peer.text, server, request)
+        return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
 
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
@@ -252,15 +285,16 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         key, offers = handshake
         if not location.channels:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
+        channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
         if channels is None:
-            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
+            return Answer(400, server, settings, read_body=True,
+                          log=("info", "client sent invalid channel name"))
         return Upgrade(key, offers, trailing, server, location, path, channels)
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
@@ -289,21 +323,24 @@ FILE_SYSTEM = static.FileSystem()
 
 
 def serve_files(decision: Static, request: h11.Request, group: ServerGroup, trailing: bytes, remote, local,
-                fs: static.FileSystem = FILE_SYSTEM,
+                client: str | None = None, fs: static.FileSystem = FILE_SYSTEM,
                 ) -> tuple[Answer | Upgrade | Publish | FileAnswer, list[tuple[str, str]]]:
     """The answer of a ``Static`` decision, and the error-log lines it makes
-    (level, message with nginx's request context).
+    (level, message with nginx's request context; ``client`` is the address
+    realip found, if it found one).
 
     The file found comes with the headers of its answer; an internal redirect
     (index, try_files) is decided again, into another location maybe, at
     most ``MAX_URI_CHANGES`` times.  Touches the file system (stat, open),
     never a socket.
     """
-    client = remote[0] if isinstance(remote, tuple) else "unix:"
+    peer = remote[0] if isinstance(remote, tuple) else "unix:"
+    client = client or peer
     logs: list[tuple[str, str]] = []
     server = decision.server
     for redirects in range(MAX_URI_CHANGES + 1):
-        variables = Variables(request.target, request.headers, client, decision.uri, decision.captures)
+        variables = Variables(target=request.target, headers=request.headers, remote_addr=client,
+                              realip_remote_addr=peer, uri=decision.uri, captures=decision.captures)
         outcome = static.resolve(decision.settings.files, decision.try_files, request.method, decision.uri,
                                  decision.args, variables, fs, logs)
         if isinstance(outcome, static.Found):
@@ -317,7 +354,7 @@ def serve_files(decision: Static, request: h11.Request, group: ServerGroup, trai
                                   f'"{outcome.target}"'))
             result = Answer(500, server, decision.settings, read_body=True, close=True)
         else:
-            following = decide(request, group, trailing, remote, outcome)
+            following = decide(request, group, trailing, remote, internal=outcome)
             if isinstance(following, Static):
                 decision = following
                 continue
@@ -433,12 +470,14 @@ class FrontDoor:
                     await self._unparsable(err, exchange, settings)
                     return
                 if not isinstance(event, h11.Request):
+                    if event.__class__ is h11.ConnectionClosed and worker.log_info:
+                        worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0], self.remote)
+                decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
                 if isinstance(decision, Static):
-                    decision = self._look_up(decision, event)
+                    decision = self._look_up(decision, event, exchange)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -447,10 +486,14 @@ class FrontDoor:
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
-                    session = run_session(worker, stream, decision, self.number)
+                    session = run_session(worker, stream, decision, self.number, exchange)
                     del decision  # the session keeps only what it needs of it
-                    exchange.status, exchange.sent = await session
-                    worker.log_access(exchange, self.remote, self.local)
+                    try:
+                        await session
+                    finally:
+                        # Logged however it ends: a stop's cancellation too, as
+                        # nginx logs the requests its exiting worker finalizes.
+                        worker.log_access(exchange, self.remote, self.local)
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)
@@ -475,10 +518,10 @@ class FrontDoor:
         finally:
             stream.close()
 
-    def _look_up(self, decision: Static, request: h11.Request) -> Answer | Upgrade | Publish | FileAnswer:
+    def _look_up(self, decision: Static, request: h11.Request, exchange: Exchange) -> Answer | Upgrade | Publish | FileAnswer:
         """``serve_files``, with its error-log lines written."""
         found, logs = serve_files(decision, request, self._group, self._http.trailing_data[0], self.remote,
-                                  self.local)
+                                  self.local, exchange.client)
         for level, message in logs:
             self.worker.error_log.log(level, message, conn=self.number)
         return found

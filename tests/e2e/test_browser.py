@@ -20,6 +20,8 @@ from support.clients import PUSH_URL
 
 import nginxws
 
+pytestmark = pytest.mark.apt
+
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO = Path(nginxws.__file__).resolve().parent / "demo"
 REPOSITORY = Path(__file__).resolve().parents[2]

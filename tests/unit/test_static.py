@@ -31,7 +31,7 @@ def value(text: str):
 
 
 def variables(uri: str, target: bytes | None = None, captures=None) -> Variables:
-    return Variables(target or uri.encode(), (), "127.0.0.1", uri, captures)
+    return Variables(target=target or uri.encode(), remote_addr="127.0.0.1", uri=uri, captures=captures)
 
 
 # -- paths -------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def variables(uri: str, target: bytes | None = None, captures=None) -> Variables
     (DocumentRoot(value("/data/f.ico"), "/p/", alias=12), "/favicon.ico", "/data/f.ico"),
 ])
 def test_map_uri_to_path_appends_the_uri_to_root_and_the_rest_of_it_to_alias(root, uri, path) -> None:
-    request = Variables(uri.encode() + b"?dir=html", ((b"host", b"Example.ORG:80"),), "127.0.0.1", uri)
+    request = Variables(target=uri.encode() + b"?dir=html", headers=((b"host", b"Example.ORG:80"),), uri=uri)
     assert static.map_uri_to_path(root, uri, request)[0] == path
 
 
