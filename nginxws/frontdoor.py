@@ -8,6 +8,13 @@ h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
 hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
 location (the request h11 parsed is the handshake: it is not parsed again).
 
+A location with ``root`` or ``alias`` (and neither ``websocket`` nor
+``websocket_publish``) serves files: ``decide`` says ``Static``, and
+``serve_files`` looks the file up (``nginxws.static``: stat and open, no
+read), following internal redirects through ``decide`` again, into a
+``FileAnswer`` or an ``Answer``.  ``FrontDoor`` streams the file: with
+``sendfile`` on a plain socket, else in chunks read on a thread.
+
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
 (414 for the request line, 400 "Request Header Or Cookie Too Large" for a
@@ -18,15 +25,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
+import re
 from dataclasses import dataclass
 
 import h11
 import trio
 from wsproto.utilities import split_comma_header
 
+from nginxws import static
 from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
-from nginxws.conf.model import HttpSettings, Location, Return, Server
+from nginxws.conf.model import HttpSettings, Location, Return, Server, TryFiles
+from nginxws.conf.variables import Request as Variables
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
@@ -35,6 +47,8 @@ from nginxws.http import (
     headers,
     next_event,
     send_error,
+    send_file_body,
+    send_head,
     send_response,
 )
 from nginxws.context import WorkerContext
@@ -43,7 +57,14 @@ from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
+from nginxws.routing import (
+    LocationMatch,
+    ServerGroup,
+    match_location,
+    normalize_host,
+    normalize_path,
+    target_host,
+)
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -129,6 +150,30 @@ class Publish:
     content_type: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Static:
+    """A request to a location that serves files (``serve_files`` looks them up)."""
+
+    server: Server
+    settings: HttpSettings  # the location's (or the server's, when no location matched)
+    try_files: TryFiles | None
+    uri: str  # nginx's $uri: normalized, or what an internal redirect set
+    args: str  # the arguments after "?", as sent (or as the redirect set them)
+    captures: re.Match[str] | None  # the regex location's match, for $1 and named captures
+
+
+@dataclass(frozen=True, slots=True)
+class FileAnswer:
+    """A file to answer with: 200 (its body follows the head, unless HEAD) or
+    the 304 its conditional headers make.  Whoever writes it closes the file."""
+
+    status: int
+    server: Server
+    settings: HttpSettings
+    headers: tuple[tuple[bytes, bytes], ...]
+    file: static.Found
+
+
 class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
     built only for a location whose directives use them."""
@@ -165,16 +210,21 @@ HANDSHAKE_HEADERS = {
 
 
 def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
-           exchange: Exchange | None = None) -> Answer | Upgrade | Publish:
+           exchange: Exchange | None = None, *,
+           internal: static.InternalRedirect | None = None) -> Answer | Upgrade | Publish | Static:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
-    (``trailing``: what the client sent after it, its first frames), or the
-    publish it makes.
+    (``trailing``: what the client sent after it, its first frames), the
+    publish it makes, or the files it asks for (``Static``).
 
     When realip finds the client behind a trusted proxy, its address is
     noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
     the decisions themselves carry no field for it, so that a request where
     no realip or access rule applies pays nothing for them.
+
+    ``internal`` is an internal redirect of the request (``serve_files``):
+    its URI, or its named location, replaces what the request line asked
+    for; the request line's own checks are not made again.
     """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
@@ -184,16 +234,27 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     server = group.select_server(host)
     settings = server.settings
 
-    path = normalize_path(request.target)
-    if path is None:
-        return Answer(400, server, settings)
-    line_limit = settings.large_client_header_buffers[1]
-    if len(request.method) + len(request.target) + 10 > line_limit:
-        return Answer(414, server, settings, close=True)
-    if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
-        return Answer(494, server, settings, close=True)
-
-    match = None if server.return_ else match_location(server.locations, path)
+    if internal is None:
+        path = normalize_path(request.target)
+        if path is None:
+            return Answer(400, server, settings)
+        line_limit = settings.large_client_header_buffers[1]
+        if len(request.method) + len(request.target) + 10 > line_limit:
+            return Answer(414, server, settings, close=True)
+        if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
+            return Answer(494, server, settings, close=True)
+        match = None if server.return_ else match_location(server.locations, path)
+    else:
+        path = internal.uri
+        if server.return_:
+            match = None
+        elif internal.name is None:
+            match = match_location(server.locations, path)
+        else:
+            match = _named_location(server, internal.name)
+            if match is None:
+                return Answer(500, server, settings, read_body=True, close=True,
+                              log=("error", f'could not find named location "@{internal.name}"'))
     location = None if match is None else match.location
     if location is not None:
         settings = location.settings
@@ -246,8 +307,108 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
 
     if answer is not None:
         return _return(answer, server, settings, found.get(b"host"))
+    if settings.files.root is not None:
+        args = request.target.partition(b"?")[2].decode("latin-1") if internal is None else internal.args
+        return Static(server, settings, server.try_files if location is None else location.try_files, path, args,
+                      None if match is None else match.captures)
     status = 404 if request.method in (b"GET", b"HEAD") else 405
     return Answer(status, server, settings, read_body=True)
+
+
+def _named_location(server: Server, name: str) -> LocationMatch | None:
+    for location in server.locations:
+        if location.modifier == "@" and location.pattern == name:
+            return LocationMatch(location)
+    return None
+
+
+MAX_URI_CHANGES = 10  # internal redirects of one request (nginx's NGX_HTTP_MAX_URI_CHANGES)
+FILE_SYSTEM = static.FileSystem()
+
+
+def serve_files(decision: Static, request: h11.Request, group: ServerGroup, trailing: bytes, remote, local,
+                client: str | None = None, fs: static.FileSystem = FILE_SYSTEM,
+                ) -> tuple[Answer | Upgrade | Publish | FileAnswer, list[tuple[str, str]]]:
+    """The answer of a ``Static`` decision, and the error-log lines it makes
+    (level, message with nginx's request context; ``client`` is the address
+    realip found, if it found one).
+
+    The file found comes with the headers of its answer; an internal redirect
+    (index, try_files) is decided again, into another location maybe, at
+    most ``MAX_URI_CHANGES`` times.  Touches the file system (stat, open),
+    never a socket.
+    """
+    peer = remote[0] if isinstance(remote, tuple) else "unix:"
+    client = client or peer
+    logs: list[tuple[str, str]] = []
+    server = decision.server
+    for redirects in range(MAX_URI_CHANGES + 1):
+        variables = Variables(target=request.target, headers=request.headers, remote_addr=client,
+                              realip_remote_addr=peer, uri=decision.uri, captures=decision.captures)
+        outcome = static.resolve(decision.settings.files, decision.try_files, request.method, decision.uri,
+                                 decision.args, variables, fs, logs)
+        if isinstance(outcome, static.Found):
+            result: Answer | Upgrade | Publish | FileAnswer = _file_answer(outcome, request, decision, fs)
+        elif isinstance(outcome, static.Refused):
+            if outcome.log is not None:
+                logs.append(outcome.log)
+            result = _refused(outcome, decision, request, local)
+        elif redirects == MAX_URI_CHANGES:
+            logs.append(("error", "rewrite or internal redirection cycle while internally redirecting to "
+                                  f'"{outcome.target}"'))
+            result = Answer(500, server, decision.settings, read_body=True, close=True)
+        else:
+            following = decide(request, group, trailing, remote, internal=outcome)
+            if isinstance(following, Static):
+                decision = following
+                continue
+            result = following
+        context = request_context(client, server, request)
+        return result, [(level, message + context) for level, message in logs]
+    raise AssertionError("unreachable: the last turn of the loop returns")
+
+
+def _file_answer(found: static.Found, request: h11.Request, decision: Static,
+                 fs: static.FileSystem) -> FileAnswer | Answer:
+    """200 with the file, or the 304 or 412 its conditional headers make."""
+    files = decision.settings.files
+    tag = static.etag(found.mtime, found.size) if files.etag else None
+    status = static.not_modified(request.headers, found.mtime, tag, files.if_modified_since)
+    if status == 412:
+        fs.close(found.fd)
+        return Answer(412, decision.server, decision.settings, read_body=True)
+    head = [] if status == 304 else [(b"Content-Type", found.content_type.encode())]
+    head.append((b"Last-Modified", static.http_date(found.mtime).encode()))
+    if tag is not None:
+        head.append((b"ETag", tag.encode()))
+    return FileAnswer(status, decision.server, decision.settings, tuple(head), found)
+
+
+def _refused(refused: static.Refused, decision: Static, request: h11.Request, local) -> Answer:
+    server, settings = decision.server, decision.settings
+    if refused.code:
+        return _return(Return(refused.status), server, settings, headers(request, HOST).get(b"host"))
+    if refused.location is not None:
+        return Answer(301, server, settings, headers=((b"Location", _absolute(refused.location, request, local)),),
+                      read_body=True)
+    return Answer(refused.status, server, settings, read_body=True, close=refused.status >= 500)
+
+
+HOST = frozenset({b"host"})
+
+
+def _absolute(path: str, request: h11.Request, local) -> bytes:
+    """A redirect's Location as nginx makes it (``absolute_redirect on``,
+    ``server_name_in_redirect off``, ``port_in_redirect on``): the request's
+    host, the port it came in on unless 80, the path."""
+    host = headers(request, HOST).get(b"host")
+    name = normalize_host(host) if host is not None else None
+    if name is None:
+        address = local[0] if isinstance(local, tuple) else "localhost"
+        name = f"[{address}]" if ":" in address else address
+    port = local[1] if isinstance(local, tuple) else 80
+    authority = name if port == 80 else f"{name}:{port}"
+    return f"http://{authority}{path}".encode("utf-8", "surrogateescape")
 
 
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
@@ -319,6 +480,8 @@ class FrontDoor:
                 first = False
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
+                if isinstance(decision, Static):
+                    decision = self._look_up(decision, event, exchange)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -338,6 +501,8 @@ class FrontDoor:
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)
+                elif isinstance(decision, FileAnswer):
+                    await self._send_file(decision, event, exchange)
                 else:
                     await self._answer(decision, event, exchange)
                 worker.log_access(exchange, self.remote, self.local)
@@ -356,6 +521,43 @@ class FrontDoor:
             return
         finally:
             stream.close()
+
+    def _look_up(self, decision: Static, request: h11.Request, exchange: Exchange) -> Answer | Upgrade | Publish | FileAnswer:
+        """``serve_files``, with its error-log lines written."""
+        found, logs = serve_files(decision, request, self._group, self._http.trailing_data[0], self.remote,
+                                  self.local, exchange.client)
+        for level, message in logs:
+            self.worker.error_log.log(level, message, conn=self.number)
+        return found
+
+    async def _send_file(self, answer: FileAnswer, request: h11.Request, exchange: Exchange) -> None:
+        """The file's answer: the head, then (GET, 200) the body, streamed
+        without reading the file into memory; a file cut short while it is
+        sent, or a client that takes nothing for ``send_timeout``, ends the
+        connection (its Content-Length is already out)."""
+        exchange.server, exchange.settings = answer.server, answer.settings
+        settings, found = answer.settings, answer.file
+        try:
+            await self._discard_body(settings)
+            exchange.status = answer.status
+            body = answer.status == 200 and request.method != b"HEAD"
+            await send_head(self._http, self.stream, answer.status, list(answer.headers), found.size,
+                            tokens=settings.server_tokens, body=body)
+            if not body:
+                return
+            try:
+                exchange.sent = await send_file_body(self.stream, found.fd, found.size, settings.send_timeout)
+            except ClientTimeout:
+                self.worker.error_log.info(
+                    f"client timed out ({errno.ETIMEDOUT}: {os.strerror(errno.ETIMEDOUT)}) "
+                    "while sending response to client", conn=self.number)
+                raise ClientClosed from None
+            if exchange.sent < found.size:
+                self.worker.error_log.alert(f'"{found.path}" was truncated at {exchange.sent}', conn=self.number)
+                raise ClientClosed
+            self._http.send(h11.EndOfMessage())
+        finally:
+            FILE_SYSTEM.close(found.fd)
 
     async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
         exchange.server, exchange.settings = answer.server, answer.settings

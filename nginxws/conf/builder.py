@@ -12,9 +12,17 @@ for ignored and refuses refused directives itself.  Handlers
 (``nginxws.conf.handlers``) only turn one statement into draft values.
 
 Path rules (nginx's ``ngx_conf_full_name``): the main file and ``pid``,
-``error_log`` and ``access_log`` paths are relative to the prefix (``-p``);
-``include`` paths are relative to the main file's directory.  The model
-holds absolute paths; ``stderr`` stays ``stderr``.
+``error_log``, ``access_log`` and ``root``/``alias`` paths are relative to
+the prefix (``-p``); ``include`` paths are relative to the main file's
+directory.  The model holds absolute paths; ``stderr`` stays ``stderr``.
+One exception: ``include mime.types`` where the main file's directory has
+no such file reads the copy of Debian's ``mime.types`` that nginxws ships
+(``MIME_TYPES``), so that a configuration written for nginx loads from a
+wheel install too.
+
+A ``types`` block holds no directives: each line of it is a type and its
+extensions (``text/html html htm;``), or an ``include`` of more such lines,
+as in nginx's ``ngx_http_core_types``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import importlib.resources
 import os
 
 from nginxws.access import AccessRules, ClientCheck
@@ -34,9 +43,10 @@ from nginxws.conf.drafts import (
     LocationDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, Context
+from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, Context, mime_type
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
+    FILE_SETTINGS,
     AccessLog,
     Config,
     ErrorLog,
@@ -57,6 +67,8 @@ DEFAULT_ERROR_LOG = "logs/error.log"
 DEFAULT_ACCESS_LOG = "logs/access.log"
 MAX_DEPTH = 100  # nested blocks and includes; deeper is surely a mistake, and Python's stack is finite
 _GLOB_CHARS = frozenset("*?[")
+TYPES = "types"  # the context of a types block's lines
+MIME_TYPES = "mime.types"
 
 
 class Build:
@@ -102,6 +114,8 @@ class Build:
         """The ``include`` directive: one file, or every file a glob matches, in order."""
         name = st.args[0]
         full = name if name.startswith("/") else self.conf_prefix + name
+        if name == MIME_TYPES and not os.path.exists(full):
+            full = shipped_mime_types()
         paths = sorted(glob.glob(full)) if _GLOB_CHARS.intersection(full) else [full]
         for path in paths:
             self.run_file(path, st, self._context, draft)
@@ -113,8 +127,9 @@ class Build:
         try:
             if self._depth > MAX_DEPTH and statements:
                 raise statements[0].error(f"blocks and includes are nested deeper than {MAX_DEPTH} levels")
+            run = self._type if context == TYPES else self._run
             for st in statements:
-                self._run(st, context, draft)
+                run(st, context, draft)
         finally:
             self._depth -= 1
             self._context = outer
@@ -143,6 +158,17 @@ class Build:
             self.walk(st.block or (), directive.name, directive.handler(self.ctx, st, draft))
         else:
             directive.handler(self.ctx, st, draft)
+
+    def _type(self, st: Statement, context: str, table: dict[str, str]) -> None:
+        """One line of a ``types`` block: a type, or an ``include`` of more."""
+        if st.block is not None:
+            raise st.error('unexpected "{"')
+        if st.name != INCLUDE:
+            mime_type(self.ctx, st, table)
+        elif len(st.args) != 1:
+            raise st.error('invalid number of arguments in "include" directive')
+        else:
+            self.include(st, table)
 
     # -- freezing -------------------------------------------------------------
 
@@ -190,6 +216,7 @@ class Build:
                     locations=tuple(_location(loc, srv_settings, srv_settings) for loc in srv.locations),
                     return_=srv.return_,
                     where=srv.where,
+                    try_files=srv.try_files,
                 )
             )
         for server in servers:
@@ -233,6 +260,9 @@ def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
         changes["push_access"] = AccessRules.compile(level.push_access)
     if level.real_ip_from:
         changes["set_real_ip_from"] = tuple(level.real_ip_from)
+    files = {name: changes.pop(name) for name in FILE_SETTINGS.intersection(changes)}
+    if files:
+        changes["files"] = dataclasses.replace(parent.files, **files)
     merged = dataclasses.replace(parent, **changes)  # type: ignore[arg-type]
     if changes.keys() & {"set_real_ip_from", "real_ip_header", "real_ip_recursive"}:
         # Each of the three is inherited on its own, as nginx merges them.
@@ -275,6 +305,7 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
         return_=draft.return_,
         locations=tuple(_location(loc, settings, server) for loc in draft.locations),
         where=draft.where,
+        try_files=draft.try_files,
     )
 
 
@@ -286,6 +317,11 @@ def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen
     return dataclasses.replace(
         listen, reuseport=options.reuseport, backlog=options.backlog, ipv6only=options.ipv6only
     )
+
+
+def shipped_mime_types() -> str:
+    """The path of the ``mime.types`` that nginxws ships (Debian's nginx's)."""
+    return str(importlib.resources.files("nginxws.conf") / MIME_TYPES)
 
 
 def load(

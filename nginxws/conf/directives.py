@@ -282,6 +282,58 @@ SUPPORTED_DIRECTIVES = (
            "While Redis cannot be reached, a publish is answered 503. Needs the `coredis` "
            "package (`pip install \"nginxws[redis]\"`) and `master_process on`. `-t` checks "
            "the syntax, not the network. See [scaling.md](scaling.md)."),
+    # -- static files (docs/static.md) -------------------------------------------
+    _d("root", HTTP_ANY, TAKE1, h.root,
+       syntax="root path;",
+       doc="The directory files are served from: the request's URI is appended to it "
+           "(`root /var/www;` serves `/a/b.html` from `/var/www/a/b.html`). A relative path is "
+           "relative to the prefix. The path may hold variables (`$host`, captures). nginx's "
+           "default is `root html;`: nginxws serves files only where a `root` or `alias` is given. "
+           "See [static.md](static.md)."),
+    _d("alias", {LOCATION}, TAKE1, h.root,
+       syntax="alias path;",
+       doc="A replacement for the location's part of the URI: `location /i/ { alias /data/img/; }` "
+           "serves `/i/a.gif` from `/data/img/a.gif`. In a regular expression location the path "
+           "is the whole file path, usually with captures: `alias /data/img/$1;`. Not allowed "
+           "with `root` on the same level, nor in a named location."),
+    _d("index", HTTP_ANY, ONE_MORE, h.index,
+       syntax="index file ...;", default="index index.html;",
+       doc="The files tried, in order, for a URI that ends in `/`; the first that exists is "
+           "served through an internal redirect (so another location may serve it). The last "
+           "may be an absolute URI, redirected to without a check."),
+    _d("try_files", {SERVER, LOCATION}, TWO_MORE, h.try_files,
+       syntax="try_files file ... uri;\ntry_files file ... =code;",
+       doc="Tries the files in order (a name ending in `/` must be a directory) and serves the "
+           "first that exists; when none does, redirects internally to the last argument, a URI "
+           "or a named location (`@name`), or answers `=code`. Names may hold variables "
+           "(`$uri`). Not inherited."),
+    _d("types", HTTP_ANY, NOARGS, h.types, block=True,
+       syntax="types { ... }",
+       default="types { text/html html; image/gif gif; image/jpeg jpg; }",
+       doc="Maps file name extensions (any case) to the `Content-Type` of the answer. A level "
+           "with a `types` block replaces what it would inherit. `include mime.types;` reads "
+           "the file next to the configuration, or the copy of Debian's `mime.types` nginxws "
+           "ships when there is none."),
+    _d("default_type", HTTP_ANY, TAKE1, h.default_type,
+       syntax="default_type mime-type;", default="default_type text/plain;",
+       doc="The `Content-Type` of a file whose extension `types` does not name."),
+    _d("autoindex", HTTP_ANY, TAKE1, h.autoindex,
+       syntax="autoindex off;", default="autoindex off;",
+       doc="Directory listings are never made: a directory without an index file is 403, as in "
+           "nginx with `autoindex off`. `autoindex on` is an error."),
+    _d("etag", HTTP_ANY, TAKE1, h.flag,
+       syntax="etag on | off;", default="etag on;",
+       doc="Whether files are answered with an `ETag` (nginx's: the modification time and the "
+           "size in hex, `\"5f3e2a1b-2c4\"`), which `If-None-Match` and `If-Match` compare."),
+    _d("if_modified_since", HTTP_ANY, TAKE1, h.if_modified_since,
+       syntax="if_modified_since off | exact | before;", default="if_modified_since exact;",
+       doc="How `If-Modified-Since` is compared with a file's modification time for a 304: "
+           "`exact` (the same second), `before` (the same or later), or `off` (never 304 on "
+           "a date)."),
+    _d("log_not_found", HTTP_ANY, TAKE1, h.flag,
+       syntax="log_not_found on | off;", default="log_not_found on;",
+       doc="Whether a file not found is written to the error log (`[error] open() \"...\" "
+           "failed (2: No such file or directory)`)."),
 )
 
 IGNORED_DIRECTIVES = tuple(
@@ -290,19 +342,18 @@ IGNORED_DIRECTIVES = tuple(
         ("worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
          "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
         ("use multi_accept accept_mutex accept_mutex_delay worker_aio_requests", {EVENTS}, False),
-        ("types", HTTP_ANY, True),
-        ("sendfile sendfile_max_chunk tcp_nopush default_type types_hash_max_size "
+        ("sendfile sendfile_max_chunk tcp_nopush types_hash_max_size "
          "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
          "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
          "gzip gzip_* gunzip ssl_protocols ssl_prefer_server_ciphers ssl_ciphers ssl_session_cache "
-         "ssl_session_timeout ssl_session_tickets root alias index autoindex try_files charset "
-         "source_charset charset_types expires add_header etag if_modified_since "
+         "ssl_session_timeout ssl_session_tickets charset "
+         "source_charset charset_types expires add_header "
          "server_name_in_redirect port_in_redirect absolute_redirect msie_padding msie_refresh "
          "reset_timedout_connection lingering_close lingering_time lingering_timeout "
          "keepalive_requests keepalive_time keepalive_disable client_body_buffer_size "
          "client_body_temp_path client_body_in_file_only client_body_in_single_buffer "
          "open_file_cache open_file_cache_valid open_file_cache_min_uses open_file_cache_errors "
-         "open_log_file_cache output_buffers postpone_output directio aio log_not_found "
+         "open_log_file_cache output_buffers postpone_output directio aio "
          "log_subrequest resolver resolver_timeout error_page recursive_error_pages "
          "ignore_invalid_headers underscores_in_headers merge_slashes chunked_transfer_encoding "
          "limit_rate limit_rate_after", HTTP_ANY, False),
@@ -316,7 +367,7 @@ REFUSED_DIRECTIVES = tuple(
         "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
         "if set rewrite break limit_except auth_basic auth_basic_user_file auth_request "
         "auth_request_set satisfy map geo split_clients limit_req limit_req_zone limit_conn "
-        "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link"
+        "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link disable_symlinks"
     ).split()
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nginxws.access import AccessRule
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Redis, Return, WebSocket, Where
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Redis, Return, TryFiles, WebSocket, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.variables import ComplexValue
 from nginxws.inet import Cidr
@@ -54,6 +54,7 @@ class LocationDraft(LevelDraft):
     publish: ComplexValue | None = None
     return_: Return | None = None
     locations: list[LocationDraft] = field(default_factory=list)
+    try_files: TryFiles | None = None
 
     @property
     def name(self) -> str:
@@ -70,6 +71,7 @@ class ServerDraft(LevelDraft):
     server_names: list[str] = field(default_factory=list)
     locations: list[LocationDraft] = field(default_factory=list)
     return_: Return | None = None
+    try_files: TryFiles | None = None
 
 
 @dataclass

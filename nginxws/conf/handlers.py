@@ -38,7 +38,7 @@ from nginxws.conf.drafts import (
     ServerDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, User, Where
+from nginxws.conf.model import AccessLog, DocumentRoot, ErrorLog, Listen, Return, TryFiles, User, Where
 from nginxws.conf.redis import RedisUrlError, parse_redis
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
@@ -538,3 +538,103 @@ def websocket_redis(ctx: Context, st: Statement, draft: HttpDraft) -> None:
     if importlib.util.find_spec(REDIS_CLIENT) is None:
         raise st.error(REDIS_WITHOUT_CLIENT)
     draft.redis_at = st
+
+
+# -- static files -------------------------------------------------------------
+
+IF_MODIFIED_SINCE = ("off", "exact", "before")
+AUTOINDEX_ON = '"autoindex on" is not supported by nginxws: it lists no directories'
+
+
+def _compile(st: Statement, text: str, draft: Any) -> ComplexValue:
+    try:
+        return compile_value(text, captures=getattr(draft, "captures", frozenset()))
+    except ComplexValueError as err:
+        raise st.error(str(err)) from None
+
+
+def root(ctx: Context, st: Statement, draft: Any) -> None:
+    """``root`` and ``alias`` (ngx_http_core_root): one of them per level."""
+    alias = st.name == "alias"
+    found: DocumentRoot | None = draft.values.get("root")
+    if found is not None:
+        if (found.alias is not None) == alias:
+            raise st.error(f'"{st.name}" directive is duplicate')
+        raise st.error(f'"{st.name}" directive is duplicate, "{found.directive}" directive was specified earlier')
+    if alias and draft.modifier == "@":
+        raise st.error('the "alias" directive cannot be used inside the named location')
+    text = st.args[0]
+    for name in ("document_root", "realpath_root"):
+        if f"${name}" in text or f"${{{name}}}" in text:
+            raise st.error(f'the ${name} variable cannot be used in the "{st.name}" directive')
+    absolute = text.startswith("/")
+    if not alias and text.endswith("/"):
+        text = text[:-1]
+    value = _compile(st, text, draft)
+    if value.constant and not absolute:
+        value = _compile(st, ctx.path(text), draft)  # a constant path is made absolute once, here
+    if not alias:
+        draft.values["root"] = DocumentRoot(value, ctx.prefix)
+    elif draft.modifier in ("~", "~*"):
+        draft.values["root"] = DocumentRoot(value, ctx.prefix, alias=0, whole=True)
+    else:
+        draft.values["root"] = DocumentRoot(value, ctx.prefix, alias=len(draft.pattern))
+
+
+def index(ctx: Context, st: Statement, draft: Any) -> None:
+    """``index``: the names add up over the directives of one level."""
+    last = len(st.args) - 1
+    for i, text in enumerate(st.args):
+        if text.startswith("/") and i != last:
+            ctx.warn(st, 'only the last index in "index" directive should be absolute')
+        if not text:
+            raise st.error(f'index "{st.args[0]}" in "index" directive is invalid')  # sic: nginx names the first
+    names = tuple(_compile(st, text, draft) for text in st.args)
+    draft.values["index"] = draft.values.get("index", ()) + names
+
+
+def try_files(ctx: Context, st: Statement, draft: ServerDraft | LocationDraft) -> None:
+    """``try_files``: the files, then the fallback (``=code``, ``@name`` or a URI)."""
+    if draft.try_files is not None:
+        raise st.error('"try_files" directive is duplicate')
+    *names, last = st.args
+    files = []
+    for text in names:
+        wants_directory = text.endswith("/")
+        files.append((_compile(st, text[:-1] if wants_directory else text, draft), wants_directory))
+    code = None
+    if last.startswith("="):
+        code = parse_int(last[1:])
+        if code is None or code > 999:
+            raise st.error(f'invalid code "{last}"')
+    draft.try_files = TryFiles(tuple(files), _compile(st, last, draft), code or None)
+
+
+def types(ctx: Context, st: Statement, draft: Any) -> dict[str, str]:
+    """A ``types`` block: its lines go into the level's table (every block of
+    one level adds to one table, which replaces the inherited one)."""
+    return draft.values.setdefault("types", {})
+
+
+def mime_type(ctx: Context, st: Statement, table: dict[str, str]) -> None:
+    """One line of a ``types`` block: ``type extension ...;`` (ngx_http_core_type)."""
+    for extension in st.args:
+        extension = extension.encode().lower().decode()  # ASCII letters only, as ngx_hash_strlow
+        previous = table.get(extension)
+        if previous is not None:
+            ctx.warn(st, f'duplicate extension "{extension}", content type: "{st.name}", '
+                         f'previous content type: "{previous}"')
+        table[extension] = st.name
+
+
+def autoindex(ctx: Context, st: Statement, draft: Any) -> None:
+    """``autoindex off`` only: nginxws never lists a directory (so nothing is recorded)."""
+    value = parse_flag(st.args[0])
+    if value is None:
+        raise st.error(FLAG_INVALID.format(name=st.name, value=st.args[0]))
+    if value:
+        raise st.error(AUTOINDEX_ON)
+
+
+default_type = slot(lambda text: text, "")
+if_modified_since = slot(lambda text: text if text in IF_MODIFIED_SINCE else None, 'invalid value "{value}"')

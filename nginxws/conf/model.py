@@ -17,6 +17,7 @@ Rules the builder keeps, so that the runtime never has to:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -139,6 +140,67 @@ class Return:
     text: str | None = None
 
 
+# -- static files: root, alias, index, try_files, types --------------------------
+
+# nginx's built-in types, used where no level has a ``types`` block
+# (ngx_http_core_default_types).
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+DEFAULT_INDEX = (ComplexValue("index.html", ("index.html",)),)
+DEFAULT_TYPE = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRoot:
+    """``root`` or ``alias``: where a location's files are.
+
+    ``path`` is the directive's value, compiled (it may hold variables);
+    ``prefix`` makes a relative result absolute.  For ``root`` the request's
+    URI is appended to the path.  For ``alias``, ``alias`` is the length of
+    the location's name, the part of the URI the path replaces; in a regex
+    location (``whole``) the path is the file's whole path, as nginx has it.
+    As nginx does, a nested location without its own inherits it.
+    """
+
+    path: ComplexValue
+    prefix: str  # absolute, ending in "/"
+    alias: int | None = None
+    whole: bool = False
+
+    @property
+    def directive(self) -> str:
+        return "root" if self.alias is None else "alias"
+
+
+@dataclass(frozen=True, slots=True)
+class TryFiles:
+    """``try_files file ... fallback``: the names tried in order, and what
+    answers when none exists (a ``=code``, a ``@name`` or a URI, as written)."""
+
+    files: tuple[tuple[ComplexValue, bool], ...]  # (name without its trailing "/", a directory is wanted)
+    fallback: ComplexValue
+    code: int | None = None  # the fallback is "=code"
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """The settings of static files that merge down from http to location.
+
+    ``root`` None: no ``root`` or ``alias`` anywhere above, so the location
+    serves no files (nginx would use ``html`` under the prefix).
+    """
+
+    root: DocumentRoot | None = None
+    index: tuple[ComplexValue, ...] = DEFAULT_INDEX
+    types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPES))  # extension -> type
+    default_type: str = DEFAULT_TYPE
+    etag: bool = True
+    if_modified_since: str = "exact"  # off | exact | before
+    log_not_found: bool = True
+
+
+FILE_SETTINGS = frozenset(f.name for f in dataclasses.fields(FileSettings))
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The http-level settings that merge down to server and location."""
@@ -152,6 +214,7 @@ class HttpSettings:
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     server_tokens: bool = True
     tcp_nodelay: bool = True  # off: a WebSocket session's socket runs Nagle's algorithm
+    files: FileSettings = FileSettings()  # root, alias, index, types...
     access_logs: tuple[AccessLog, ...] = ()  # () = access_log off
     error_logs: tuple[ErrorLog, ...] = ()
     # -- who may be served, and who the client is (nginxws.access, nginxws.realip)
@@ -187,6 +250,7 @@ class Location:
     return_: Return | None = None
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)
+    try_files: TryFiles | None = None  # not inherited
 
 
 def all_settings(http: Http) -> Iterator[HttpSettings]:
@@ -230,6 +294,7 @@ class Server:
     locations: tuple[Location, ...] = ()
     return_: Return | None = None
     where: Where | None = field(default=None, compare=False)
+    try_files: TryFiles | None = None  # for requests no location matches
 
 
 @dataclass(frozen=True, slots=True)
