@@ -3,7 +3,11 @@
 ``decide`` is the front door's rule book and touches no socket: a request
 in, an ``Answer`` (404, 405, 426, ``return``, error pages, with what to log
 and whether to close) or an ``Upgrade`` out; the tests drive it in
-process.  ``FrontDoor`` is one client connection: it reads requests with
+process.  A request under ``auth_request`` comes out as an ``Authorize``
+first: ``FrontDoor`` makes the subrequest (``backend``) and
+``authorized``, pure again, turns its answer into the decision (401, 403,
+500, or what ``decide`` would have said, with the variables
+``auth_request_set`` stored).  ``FrontDoor`` is one client connection: it reads requests with
 h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
 hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
 location (the request h11 parsed is the handshake: it is not parsed again).
@@ -36,11 +40,20 @@ from nginxws.http import (
     send_response,
 )
 from nginxws.context import WorkerContext
+from nginxws.conf.variables import Upstream
 from nginxws.log import Exchange
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
+from nginxws.routing import (
+    LocationMatch,
+    ServerGroup,
+    match_location,
+    normalize_host,
+    normalize_path,
+    target_host,
+)
+from nginxws.upstream import Origin, UpstreamAnswer, UpstreamRequest, plan, set_variables
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -124,16 +137,53 @@ class Publish:
 
 class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
-    built only for a location whose directives use them."""
+    built only for a location whose directives use them.  ``variables`` is
+    the request's store of what ``auth_request_set`` set."""
 
-    __slots__ = ("target", "headers", "remote_addr", "uri", "captures")
+    __slots__ = ("method", "target", "headers", "remote_addr", "uri", "captures", "variables", "upstream")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures,
+                 variables: dict[str, str] | None = None) -> None:
+        self.method = request.method
         self.target = request.target
         self.headers = request.headers
         self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
         self.uri = path
         self.captures = captures
+        self.variables = variables
+        self.upstream: Upstream | None = None  # a main request reads no upstream's variables
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    """A request under ``auth_request``: the subrequest to make before
+    deciding, and what ``decide`` needs to go on (``authorized``)."""
+
+    uri: str  # the subrequest's
+    request: h11.Request
+    server: Server
+    settings: HttpSettings
+    match: LocationMatch | None
+    path: str
+    host: bytes | None
+    content_type: bytes | None
+    trailing: bytes
+    remote: object
+
+    def origin(self) -> Origin:
+        return _origin(self.request, self.remote, self.server, self.host)
+
+    def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, object]:
+        """The subrequest (``upstream.plan``: GET, the client's headers, no body)
+        and its variables, for ``authorized``."""
+        captures = None if self.match is None else self.match.captures
+        return plan(self.server, self.uri, RequestVars(self.request, self.remote, self.path, captures))
+
+
+def _origin(request: h11.Request, remote, server: Server, host: bytes | None) -> Origin:
+    client = remote[0] if isinstance(remote, tuple) else "unix:"
+    line = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')} HTTP/{request.http_version.decode()}"
+    return Origin(client, server, line, host)
 
 
 def expand_channels(location: Location, variables: RequestVars) -> tuple[str, ...] | None:
@@ -156,11 +206,12 @@ HANDSHAKE_HEADERS = {
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer | Upgrade | Publish:
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
+           remote=None) -> Answer | Upgrade | Publish | Authorize:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
-    (``trailing``: what the client sent after it, its first frames), or the
-    publish it makes."""
+    (``trailing``: what the client sent after it, its first frames), the
+    publish it makes, or the ``auth_request`` subrequest to make first."""
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -182,6 +233,8 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     location = None if match is None else match.location
     if location is not None:
         settings = location.settings
+        if location.internal:
+            return Answer(404, server, settings, read_body=True)
     answer = server.return_ or (location.return_ if location is not None else None)
 
     length = found.get(b"content-length")
@@ -189,31 +242,72 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         return Answer(413, server, settings, close=True,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
 
+    if settings.auth_request is not None and answer is None:
+        # nginx's access phase: after find-config (413) and rewrite (return), before the content.
+        return Authorize(settings.auth_request, request, server, settings, match, path, found.get(b"host"),
+                         found.get(b"content-type"), trailing, remote)
+    return _serve(request, server, settings, match, path, answer, found.get(b"host"), found.get(b"content-type"),
+                  trailing, remote, None)
+
+
+def authorized(auth: Authorize, answer: UpstreamAnswer, variables) -> Answer | Upgrade | Publish:
+    """The decision once the ``auth_request`` subrequest of ``auth`` is answered
+    (``variables``: the subrequest's, from ``Authorize.subrequest``), as
+    ``ngx_http_auth_request_handler``: a 2xx lets ``decide`` go on, 401
+    (with the answer's ``WWW-Authenticate`` lines) and 403 are the client's
+    answer, anything else is 500.  ``auth_request_set`` is evaluated for
+    2xx, 401 and 403."""
+    status, server, settings = answer.status, auth.server, auth.settings
+    if not (200 <= status < 300 or status in (401, 403)):
+        return Answer(500, server, settings, read_body=True,
+                      log=("error", f"auth request unexpected status: {status} while sending to client"
+                                    + auth.origin().context()))
+    stored = set_variables(settings, variables, answer) if settings.auth_request_set else None
+    if status == 401:
+        challenges = tuple((b"WWW-Authenticate", value) for name, value in answer.headers
+                           if name == b"www-authenticate")
+        return Answer(401, server, settings, headers=challenges, read_body=True)
+    if status == 403:
+        return Answer(403, server, settings, read_body=True)
+    return _serve(auth.request, server, settings, auth.match, auth.path, None, auth.host, auth.content_type,
+                  auth.trailing, auth.remote, stored)
+
+
+def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: LocationMatch | None, path: str,
+           answer: Return | None, host: bytes | None, content_type: bytes | None, trailing: bytes, remote,
+           stored: dict[str, str] | None) -> Answer | Upgrade | Publish:
+    """The rest of ``decide`` once the request may be served (``stored``: what
+    ``auth_request_set`` set): its handshake, publish, ``return`` or error answer."""
+    location = None if match is None else match.location
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
         if isinstance(handshake, int):
             return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
                           read_body=True)
         key, offers = handshake
-        if not location.channels:
+        if not location.channels and location.backend is None:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
+        variables = RequestVars(request, remote, path, match.captures, stored)
+        channels = expand_channels(location, variables)
         if channels is None:
             return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
-        return Upgrade(key, offers, trailing, server, location, path, channels)
+        if location.backend is None:
+            return Upgrade(key, offers, trailing, server, location, path, channels)
+        return Upgrade(key, offers, trailing, server, location, path, channels, variables,
+                       _origin(request, remote, server, host))
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, stored))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
                           log=("info", "client sent invalid channel name" if channel else "no channel name"))
-        return Publish(channel, server, settings, found.get(b"content-type"))
+        return Publish(channel, server, settings, content_type)
 
     if answer is not None:
-        return _return(answer, server, settings, found.get(b"host"))
+        return _return(answer, server, settings, host)
     status = 404 if request.method in (b"GET", b"HEAD") else 405
     return Answer(status, server, settings, read_body=True)
 
@@ -285,6 +379,8 @@ class FrontDoor:
                 first = False
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote)
+                if isinstance(decision, Authorize):
+                    decision = await self._authorize(decision)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -318,6 +414,16 @@ class FrontDoor:
             return
         finally:
             stream.close()
+
+    async def _authorize(self, auth: Authorize) -> Answer | Upgrade | Publish:
+        """Make the ``auth_request`` subrequest (the connection reads nothing
+        meanwhile) and decide on its answer."""
+        planned, variables = auth.subrequest()
+        if isinstance(planned, UpstreamAnswer):
+            answer = planned
+        else:
+            answer = await self.worker.backend.fetch(planned, auth.origin(), self.number)
+        return authorized(auth, answer, variables)
 
     async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
         exchange.server, exchange.settings = answer.server, answer.settings
