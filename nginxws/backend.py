@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import os
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,8 @@ class Backend:
                 ),
                 trust_env=False,
                 follow_redirects=False,
+                # Cookies a backend sets belong to the client they answer for: the pool keeps none.
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._client
 

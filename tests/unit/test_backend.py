@@ -266,7 +266,7 @@ def test_a_broken_upstream_is_502_or_504_logged(answer: bytes | None, status: in
     run(test, autojump=False)
 
 
-def test_an_answer_keeps_its_status_headers_and_body_and_the_connection_is_reused():
+def test_an_answer_keeps_its_status_headers_and_body_the_connection_is_reused_and_no_cookie_kept():
     async def test(backend: Backend, log: Log) -> None:
         connections = 0
 
@@ -281,7 +281,8 @@ def test_an_answer_keeps_its_status_headers_and_body_and_the_connection_is_reuse
                         return
                     buffer += data
                 buffer = buffer.partition(b"{}")[2]
-                await stream.send_all(b"HTTP/1.1 200 OK\r\nX-User: alice\r\nContent-Length: 2\r\n\r\nok")
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nX-User: alice\r\nSet-Cookie: s=1; Path=/\r\n"
+                                      b"Content-Length: 2\r\n\r\nok")
 
         async with trio.open_nursery() as nursery:
             [listener] = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
@@ -291,6 +292,7 @@ def test_an_answer_keeps_its_status_headers_and_body_and_the_connection_is_reuse
                 assert (got.status, got.body) == (200, b"ok") and (b"x-user", b"alice") in got.headers
                 assert (await backend.fetch(request("/auth", port), ORIGIN, 1)).body == b""  # read, not kept
             assert connections == 1 and log.lines == []
+            assert len(backend._pool().cookies.jar) == 0  # what a backend sets for one client is not kept
             nursery.cancel_scope.cancel()
         await backend.aclose()
 
