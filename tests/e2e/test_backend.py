@@ -237,6 +237,16 @@ def test_connect_and_disconnect_requests_carry_the_push_url_the_backend_pushes_t
     assert httpx.post(event["push_urls"][0], content="gone?", timeout=TIMEOUT).status_code == 404
 
 
+def test_a_stopping_worker_sends_the_disconnects_of_the_sessions_it_closes(host):
+    with host.ws("/chat?user=alice") as ws:
+        push_id = PUSH_URL.fullmatch(ws.recv(timeout=TIMEOUT))["id"]
+        host.backend.wait_for("/events/connect")
+        assert host.stop() == 0  # TERM: sessions are closed with 1001
+        [disconnect] = host.backend.wait_for("/events/disconnect")
+        assert json.loads(disconnect.body)["id"] == push_id
+        assert json.loads(disconnect.body)["code"] == 1001
+
+
 def test_a_failing_connect_request_is_retried_then_given_up_and_the_client_is_served(host):
     with host.ws("/notify-500") as ws:
         ws.recv(timeout=TIMEOUT)
