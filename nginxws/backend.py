@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import os
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +156,8 @@ class Backend:
 
     def _pool(self) -> httpx.AsyncClient:
         if self._client is None:
+            from http.cookiejar import CookieJar, DefaultCookiePolicy  # as httpx does: not before it is needed
+
             httpx = _import_httpx()
             self._client = httpx.AsyncClient(
                 limits=httpx.Limits(

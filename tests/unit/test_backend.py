@@ -297,3 +297,32 @@ def test_an_answer_keeps_its_status_headers_and_body_the_connection_is_reused_an
         await backend.aclose()
 
     run(test, autojump=False)
+
+
+# -- a worker without a backend does not load one ------------------------------------------
+
+WORKER = """
+import sys
+from nginxws.conf import load
+from nginxws.log import bootstrap_error_log
+from nginxws.worker import Worker
+Worker(load(sys.argv[1]), 0, bootstrap_error_log())
+print(" ".join(m for m in ("httpx", "http.cookiejar", "urllib.request") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("location", "loaded"),
+    [
+        ("location /ws { websocket; }", ""),
+        ("location /a { internal; proxy_pass http://127.0.0.1:9000; }", "httpx http.cookiejar urllib.request"),
+    ],
+)
+def test_httpx_is_loaded_only_by_a_worker_whose_configuration_proxies(tmp_path, location: str, loaded: str):
+    import subprocess
+    import sys
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"events {{}}\nhttp {{ server {{ listen 127.0.0.1:8080; {location} }} }}\n")
+    found = subprocess.run([sys.executable, "-c", WORKER, str(conf)], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == loaded
