@@ -165,13 +165,12 @@ class Authorize:
     settings: HttpSettings
     match: LocationMatch | None
     path: str
-    host: bytes | None
-    content_type: bytes | None
+    found: dict[bytes, bytes]  # the request's Host, Content-Length and Content-Type
     trailing: bytes
     remote: object
 
     def origin(self) -> Origin:
-        return _origin(self.request, self.remote, self.server, self.host)
+        return _origin(self.request, self.remote, self.server, self.found.get(b"host"))
 
     def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, object]:
         """The subrequest (``upstream.plan``: GET, the client's headers, no body)
@@ -244,10 +243,8 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
 
     if settings.auth_request is not None and answer is None:
         # nginx's access phase: after find-config (413) and rewrite (return), before the content.
-        return Authorize(settings.auth_request, request, server, settings, match, path, found.get(b"host"),
-                         found.get(b"content-type"), trailing, remote)
-    return _serve(request, server, settings, match, path, answer, found.get(b"host"), found.get(b"content-type"),
-                  trailing, remote, None)
+        return Authorize(settings.auth_request, request, server, settings, match, path, found, trailing, remote)
+    return _serve(request, server, settings, match, path, answer, found, trailing, remote, None)
 
 
 def authorized(auth: Authorize, answer: UpstreamAnswer, variables) -> Answer | Upgrade | Publish:
@@ -269,12 +266,12 @@ def authorized(auth: Authorize, answer: UpstreamAnswer, variables) -> Answer | U
         return Answer(401, server, settings, headers=challenges, read_body=True)
     if status == 403:
         return Answer(403, server, settings, read_body=True)
-    return _serve(auth.request, server, settings, auth.match, auth.path, None, auth.host, auth.content_type,
-                  auth.trailing, auth.remote, stored)
+    return _serve(auth.request, server, settings, auth.match, auth.path, None, auth.found, auth.trailing,
+                  auth.remote, stored)
 
 
 def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: LocationMatch | None, path: str,
-           answer: Return | None, host: bytes | None, content_type: bytes | None, trailing: bytes, remote,
+           answer: Return | None, found: dict[bytes, bytes], trailing: bytes, remote,
            stored: dict[str, str] | None) -> Answer | Upgrade | Publish:
     """The rest of ``decide`` once the request may be served (``stored``: what
     ``auth_request_set`` set): its handshake, publish, ``return`` or error answer."""
@@ -294,7 +291,7 @@ def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: 
         if location.backend is None:
             return Upgrade(key, offers, trailing, server, location, path, channels)
         return Upgrade(key, offers, trailing, server, location, path, channels, variables,
-                       _origin(request, remote, server, host))
+                       _origin(request, remote, server, found.get(b"host")))
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
@@ -304,10 +301,10 @@ def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: 
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
                           log=("info", "client sent invalid channel name" if channel else "no channel name"))
-        return Publish(channel, server, settings, content_type)
+        return Publish(channel, server, settings, found.get(b"content-type"))
 
     if answer is not None:
-        return _return(answer, server, settings, host)
+        return _return(answer, server, settings, found.get(b"host"))
     status = 404 if request.method in (b"GET", b"HEAD") else 405
     return Answer(status, server, settings, read_body=True)
 
