@@ -17,7 +17,7 @@ import trio.testing
 from support.inprocess import new_session, socket_pair
 from wsproto import ConnectionType
 from wsproto.connection import Connection
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from nginxws.backend import UpstreamFailed
 from nginxws.session import SessionProtocol, Timers
