@@ -7,10 +7,11 @@ process.  A request under ``auth_request`` comes out as an ``Authorize``
 first: ``FrontDoor`` makes the subrequest (``backend``) and
 ``authorized``, pure again, turns its answer into the decision (401, 403,
 500, or what ``decide`` would have said, with the variables
-``auth_request_set`` stored).  ``FrontDoor`` is one client connection: it reads requests with
-h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
-hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
-location (the request h11 parsed is the handshake: it is not parsed again).
+``auth_request_set`` stored).  ``FrontDoor`` is one client connection: it
+reads requests with h11 (keep-alive and pipelining), asks ``decide``, and
+writes the answer, or hands the stream to ``wsconn`` for a WebSocket
+handshake on a ``websocket`` location (the request h11 parsed is the
+handshake: it is not parsed again).
 
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
@@ -53,7 +54,7 @@ from nginxws.routing import (
     normalize_path,
     target_host,
 )
-from nginxws.upstream import Origin, UpstreamAnswer, UpstreamRequest, plan, set_variables
+from nginxws.upstream import Origin, SubrequestVars, UpstreamAnswer, UpstreamRequest, plan, set_variables
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -172,7 +173,7 @@ class Authorize:
     def origin(self) -> Origin:
         return _origin(self.request, self.remote, self.server, self.found.get(b"host"))
 
-    def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, object]:
+    def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, SubrequestVars]:
         """The subrequest (``upstream.plan``: GET, the client's headers, no body)
         and its variables, for ``authorized``."""
         captures = None if self.match is None else self.match.captures
@@ -247,7 +248,7 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
     return _serve(request, server, settings, match, path, answer, found, trailing, remote, None)
 
 
-def authorized(auth: Authorize, answer: UpstreamAnswer, variables) -> Answer | Upgrade | Publish:
+def authorized(auth: Authorize, answer: UpstreamAnswer, variables: SubrequestVars) -> Answer | Upgrade | Publish:
     """The decision once the ``auth_request`` subrequest of ``auth`` is answered
     (``variables``: the subrequest's, from ``Authorize.subrequest``), as
     ``ngx_http_auth_request_handler``: a 2xx lets ``decide`` go on, 401
