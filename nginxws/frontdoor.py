@@ -5,13 +5,12 @@ in, an ``Answer`` (404, 405, 426, ``return``, error pages, with what to log
 and whether to close) or an ``Upgrade`` out; the tests drive it in
 process.  A request under ``auth_request`` comes out as an ``Authorize``
 first: ``FrontDoor`` makes the subrequest (``backend``) and
-``authorized``, pure again, turns its answer into the decision (401, 403,
-500, or what ``decide`` would have said, with the variables
-``auth_request_set`` stored).  ``FrontDoor`` is one client connection: it
-reads requests with h11 (keep-alive and pipelining), asks ``decide``, and
-writes the answer, or hands the stream to ``wsconn`` for a WebSocket
-handshake on a ``websocket`` location (the request h11 parsed is the
-handshake: it is not parsed again).
+``authorized``, pure again, turns its answer into the decision: 401, 403,
+500, or what ``decide`` says when asked again with the variables
+``auth_request_set`` stored.  ``FrontDoor`` is one client connection: it reads requests with
+h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
+hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
+location (the request h11 parsed is the handshake: it is not parsed again).
 
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
@@ -29,12 +28,14 @@ import h11
 import trio
 from wsproto.utilities import split_comma_header
 
+from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
 from nginxws.conf.model import HttpSettings, Location, Return, Server
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
+    closed_message,
     headers,
     next_event,
     send_error,
@@ -42,18 +43,12 @@ from nginxws.http import (
 )
 from nginxws.context import WorkerContext
 from nginxws.conf.variables import Upstream
-from nginxws.log import Exchange
+from nginxws.inet import peer_of
+from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
-from nginxws.routing import (
-    LocationMatch,
-    ServerGroup,
-    match_location,
-    normalize_host,
-    normalize_path,
-    target_host,
-)
+from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
 from nginxws.upstream import Origin, SubrequestVars, UpstreamAnswer, UpstreamRequest, plan, set_variables
 from nginxws.wsconn import Upgrade, run_session
 
@@ -141,14 +136,16 @@ class RequestVars:
     built only for a location whose directives use them.  ``variables`` is
     the request's store of what ``auth_request_set`` set."""
 
-    __slots__ = ("method", "target", "headers", "remote_addr", "uri", "captures", "variables", "upstream")
+    __slots__ = ("method", "target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures",
+                 "variables", "upstream")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures,
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None,
                  variables: dict[str, str] | None = None) -> None:
         self.method = request.method
         self.target = request.target
         self.headers = request.headers
-        self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
         self.variables = variables
@@ -158,32 +155,36 @@ class RequestVars:
 @dataclass(frozen=True, slots=True)
 class Authorize:
     """A request under ``auth_request``: the subrequest to make before
-    deciding, and what ``decide`` needs to go on (``authorized``)."""
+    deciding, and what ``decide`` is asked again with (``authorized``)."""
 
     uri: str  # the subrequest's
     request: h11.Request
-    server: Server
-    settings: HttpSettings
-    match: LocationMatch | None
-    path: str
-    found: dict[bytes, bytes]  # the request's Host, Content-Length and Content-Type
+    group: ServerGroup
     trailing: bytes
     remote: object
+    exchange: Exchange | None
+    server: Server
+    settings: HttpSettings
+    captures: object  # the match of the location's regex, if any (``re.Match``)
+    path: str
+    client: str | None  # the address realip found, if any
+    host: bytes | None
 
     def origin(self) -> Origin:
-        return _origin(self.request, self.remote, self.server, self.found.get(b"host"))
+        return _origin(self.request, self.remote, self.client, self.server, self.host)
 
     def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, SubrequestVars]:
         """The subrequest (``upstream.plan``: GET, the client's headers, no body)
         and its variables, for ``authorized``."""
-        captures = None if self.match is None else self.match.captures
-        return plan(self.server, self.uri, RequestVars(self.request, self.remote, self.path, captures))
+        return plan(self.server, self.uri, RequestVars(self.request, self.remote, self.path, self.captures,
+                                                       self.client))
 
 
-def _origin(request: h11.Request, remote, server: Server, host: bytes | None) -> Origin:
-    client = remote[0] if isinstance(remote, tuple) else "unix:"
+def _origin(request: h11.Request, remote, client: str | None, server: Server, host: bytes | None) -> Origin:
+    """How error lines name a request (``upstream.Origin``)."""
+    address = client or (remote[0] if isinstance(remote, tuple) else "unix:")
     line = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')} HTTP/{request.http_version.decode()}"
-    return Origin(client, server, line, host)
+    return Origin(address, server, line, host)
 
 
 def expand_channels(location: Location, variables: RequestVars) -> tuple[str, ...] | None:
@@ -206,12 +207,21 @@ HANDSHAKE_HEADERS = {
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
-           remote=None) -> Answer | Upgrade | Publish | Authorize:
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+           exchange: Exchange | None = None, admitted: dict[str, str] | None = None,
+           ) -> Answer | Upgrade | Publish | Authorize:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), the
-    publish it makes, or the ``auth_request`` subrequest to make first."""
+    publish it makes, or, under ``auth_request``, the subrequest to make
+    first; ``admitted`` is given once that subrequest admitted the request:
+    what ``auth_request_set`` stored (``authorized`` asks again with it).
+
+    When realip finds the client behind a trusted proxy, its address is
+    noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
+    the decisions themselves carry no field for it, so that a request where
+    no realip or access rule applies pays nothing for them.
+    """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -237,15 +247,63 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes,
             return Answer(404, server, settings, read_body=True)
     answer = server.return_ or (location.return_ if location is not None else None)
 
+    check = settings.check
+    client = None
+    if check is not None:
+        # nginx's phases: realip (post-read, pre-access) before the 413 of
+        # find-config, allow/deny (access) after it; a "return" (rewrite)
+        # answers before the access phase, so its location's rules do not apply.
+        peer = peer_of(remote)
+        real = check.client(peer, request.headers)
+        if real is not None:
+            client = real.text
+            if exchange is not None:
+                exchange.client = client
+
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
         return Answer(413, server, settings, close=True,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
+    if check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
+        context = request_context(client or peer.text, server, request)
+        return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
+    if settings.auth_request is not None and answer is None and admitted is None:
+        # nginx's access phase: after allow/deny, before the content.
+        return Authorize(settings.auth_request, request, group, trailing, remote, exchange, server, settings,
+                         None if match is None else match.captures, path, client, found.get(b"host"))
 
-    if settings.auth_request is not None and answer is None:
-        # nginx's access phase: after find-config (413) and rewrite (return), before the content.
-        return Authorize(settings.auth_request, request, server, settings, match, path, found, trailing, remote)
-    return _serve(request, server, settings, match, path, answer, found, trailing, remote, None)
+    if location is not None and location.websocket is not None and answer is None:
+        handshake = read_handshake(request)
+        if isinstance(handshake, int):
+            return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
+                          read_body=True)
+        key, offers = handshake
+        if not location.channels and location.backend is None:
+            return Upgrade(key, offers, trailing, server, location, path)
+        variables = RequestVars(request, remote, path, match.captures, client, admitted)
+        channels = expand_channels(location, variables)
+        if channels is None:
+            return Answer(400, server, settings, read_body=True,
+                          log=("info", "client sent invalid channel name"))
+        if location.backend is None:
+            return Upgrade(key, offers, trailing, server, location, path, channels)
+        return Upgrade(key, offers, trailing, server, location, path, channels, variables,
+                       _origin(request, remote, client, server, found.get(b"host")))
+
+    if location is not None and location.publish is not None and answer is None:
+        if request.method != b"POST":
+            return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client, admitted))
+        if not valid_channel(channel):
+            text = b"invalid channel name\n" if channel else b"no channel name\n"
+            return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
+                          log=("info", "client sent invalid channel name" if channel else "no channel name"))
+        return Publish(channel, server, settings, found.get(b"content-type"))
+
+    if answer is not None:
+        return _return(answer, server, settings, found.get(b"host"))
+    status = 404 if request.method in (b"GET", b"HEAD") else 405
+    return Answer(status, server, settings, read_body=True)
 
 
 def authorized(auth: Authorize, answer: UpstreamAnswer, variables: SubrequestVars) -> Answer | Upgrade | Publish:
@@ -260,54 +318,16 @@ def authorized(auth: Authorize, answer: UpstreamAnswer, variables: SubrequestVar
         return Answer(500, server, settings, read_body=True,
                       log=("error", f"auth request unexpected status: {status} while sending to client"
                                     + auth.origin().context()))
-    stored = set_variables(settings, variables, answer) if settings.auth_request_set else None
+    stored = set_variables(settings, variables, answer) if settings.auth_request_set else {}
     if status == 401:
         challenges = tuple((b"WWW-Authenticate", value) for name, value in answer.headers
                            if name == b"www-authenticate")
         return Answer(401, server, settings, headers=challenges, read_body=True)
     if status == 403:
         return Answer(403, server, settings, read_body=True)
-    return _serve(auth.request, server, settings, auth.match, auth.path, None, auth.found, auth.trailing,
-                  auth.remote, stored)
-
-
-def _serve(request: h11.Request, server: Server, settings: HttpSettings, match: LocationMatch | None, path: str,
-           answer: Return | None, found: dict[bytes, bytes], trailing: bytes, remote,
-           stored: dict[str, str] | None) -> Answer | Upgrade | Publish:
-    """The rest of ``decide`` once the request may be served (``stored``: what
-    ``auth_request_set`` set): its handshake, publish, ``return`` or error answer."""
-    location = None if match is None else match.location
-    if location is not None and location.websocket is not None and answer is None:
-        handshake = read_handshake(request)
-        if isinstance(handshake, int):
-            return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
-                          read_body=True)
-        key, offers = handshake
-        if not location.channels and location.backend is None:
-            return Upgrade(key, offers, trailing, server, location, path)
-        variables = RequestVars(request, remote, path, match.captures, stored)
-        channels = expand_channels(location, variables)
-        if channels is None:
-            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
-        if location.backend is None:
-            return Upgrade(key, offers, trailing, server, location, path, channels)
-        return Upgrade(key, offers, trailing, server, location, path, channels, variables,
-                       _origin(request, remote, server, found.get(b"host")))
-
-    if location is not None and location.publish is not None and answer is None:
-        if request.method != b"POST":
-            return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, stored))
-        if not valid_channel(channel):
-            text = b"invalid channel name\n" if channel else b"no channel name\n"
-            return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
-                          log=("info", "client sent invalid channel name" if channel else "no channel name"))
-        return Publish(channel, server, settings, found.get(b"content-type"))
-
-    if answer is not None:
-        return _return(answer, server, settings, found.get(b"host"))
-    status = 404 if request.method in (b"GET", b"HEAD") else 405
-    return Answer(status, server, settings, read_body=True)
+    decision = decide(auth.request, auth.group, auth.trailing, auth.remote, auth.exchange, stored)
+    assert not isinstance(decision, Authorize)
+    return decision
 
 
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
@@ -373,10 +393,12 @@ class FrontDoor:
                     await self._unparsable(err, exchange, settings)
                     return
                 if not isinstance(event, h11.Request):
+                    if event.__class__ is h11.ConnectionClosed and worker.log_info:
+                        worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0], self.remote)
+                decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
                 if isinstance(decision, Authorize):
                     decision = await self._authorize(decision)
                 if isinstance(decision, Upgrade):
@@ -387,10 +409,14 @@ class FrontDoor:
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
-                    session = run_session(worker, stream, decision, self.number)
+                    session = run_session(worker, stream, decision, self.number, exchange)
                     del decision  # the session keeps only what it needs of it
-                    exchange.status, exchange.sent = await session
-                    worker.log_access(exchange, self.remote, self.local)
+                    try:
+                        await session
+                    finally:
+                        # Logged however it ends: a stop's cancellation too, as
+                        # nginx logs the requests its exiting worker finalizes.
+                        worker.log_access(exchange, self.remote, self.local)
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)

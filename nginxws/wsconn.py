@@ -40,6 +40,7 @@ from nginxws.conf.model import Location, Server, WebSocket
 from nginxws.conf.variables import RequestVars
 from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
+from nginxws.log import Exchange
 from nginxws.streams import SocketStream
 from nginxws.registry import Entry
 from nginxws.session import (
@@ -368,11 +369,13 @@ class SendWatch:
                 session.abort()
 
 
-async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgrade, conn: int) -> tuple[int, int]:
+async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgrade, conn: int,
+                      exchange: Exchange) -> None:
     """Complete the handshake and run the session to its end.
 
-    Returns (status, bytes sent) for the access log: 101 once the 101 was
-    written, 499 when the client was gone before that.
+    Keeps the access log's facts on ``exchange`` however the session ends
+    (cancelled by a stop too): status 101 once the 101 was written, 499 when
+    the client was gone before that, and the bytes sent.
     """
     location, server = upgrade.location, upgrade.server
     settings: WebSocket = location.websocket
@@ -407,6 +410,7 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     for name in channels:
         worker.channels.join(session, name)
     worker.add_session(session)
+    exchange.status = 101
     try:
         session.write(first)
         del first  # the 101 and the welcome are not kept while the session lasts
@@ -415,7 +419,7 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         await session.serve()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if session.bytes_sent == 0:
-            return CLIENT_CLOSED_REQUEST, 0
+            exchange.status = CLIENT_CLOSED_REQUEST
     finally:
         worker.registry.remove(push_id)
         if session.channels:
@@ -423,7 +427,12 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         worker.remove_session(session)
         if session.link is not None:
             session.link.disconnected(proto.close_code)
-        if session.timed_out:
-            worker.error_log.info("client timed out while sending to client", conn=conn)
+        if worker.log_info:
+            if session.timed_out:
+                worker.error_log.info("client timed out while sending to client", conn=conn)
+            else:
+                ending = proto.ending()
+                if ending is not None:
+                    worker.error_log.info(ending, conn=conn)
         await session.finish()
-    return 101, session.bytes_sent
+        exchange.sent = session.bytes_sent

@@ -148,7 +148,11 @@ class RequestVars(Protocol):
 
     @property
     def remote_addr(self) -> str:
-        """The client's address."""
+        """The client's address (the one realip found, if it found one)."""
+
+    @property
+    def realip_remote_addr(self) -> str:
+        """The connection's own address, whatever realip found."""
 
     @property
     def uri(self) -> str:
@@ -174,6 +178,7 @@ class Request:
     target: bytes = b"/"
     headers: Sequence[tuple[bytes, bytes]] = ()
     remote_addr: str = ""
+    realip_remote_addr: str = ""
     uri: str = "/"
     captures: re.Match[str] | None = None
     method: bytes = b"GET"
@@ -227,6 +232,7 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
     "args": _args,
     "query_string": _args,
     "remote_addr": lambda r: r.remote_addr,
+    "realip_remote_addr": lambda r: r.realip_remote_addr,
     "host": _host,
     "request_method": lambda r: r.method.decode("latin-1"),
     "proxy_host": lambda r: "" if r.upstream is None else r.upstream.proxy_host,
@@ -241,8 +247,8 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
 @dataclass(frozen=True, slots=True)
 class RequestVariable:
     """``$uri``, ``$request_uri``, ``$args``, ``$query_string``, ``$remote_addr``,
-    ``$host``, ``$request_method``, ``$proxy_host``, ``$proxy_add_x_forwarded_for``
-    or ``$upstream_status``."""
+    ``$realip_remote_addr``, ``$host``, ``$request_method``, ``$proxy_host``,
+    ``$proxy_add_x_forwarded_for`` or ``$upstream_status``."""
 
     name: str
 

@@ -36,6 +36,7 @@ http {
         }
         location /pub { auth_request /auth; websocket_publish $arg_channel; }
         location /health { auth_request /auth; return 200 "ok"; }
+        location /denied { deny all; auth_request /auth; websocket; }
         location /open { auth_request /allow; websocket; }
         location = /auth { internal; proxy_pass http://127.0.0.1:9000/check; proxy_set_header X-Uri $request_uri; }
         location = /allow { internal; return 204; }
@@ -134,6 +135,11 @@ def test_a_location_without_auth_request_never_asks(group):
     assert isinstance(decide(request(b"/plain"), group, b"", REMOTE), Upgrade)
 
 
+def test_allow_and_deny_come_before_auth_request_as_in_nginx_access_phase(group):
+    decision = decide(request(b"/denied"), group, b"", REMOTE)
+    assert isinstance(decision, Answer) and decision.status == 403
+
+
 def test_return_answers_before_auth_request(group):
     decision = decide(request(b"/health", extra=()), group, b"", REMOTE)
     assert isinstance(decision, Answer) and (decision.status, decision.body) == (200, b"ok")
@@ -155,7 +161,7 @@ def test_a_clients_request_to_an_internal_location_is_404(group, target: bytes):
 def test_a_location_with_session_requests_hands_the_session_its_request(group):
     decision = answered(authorize(group, b"/events"), UpstreamAnswer(200, ((b"x-user", b"bob"),)))
     assert isinstance(decision, Upgrade)
-    assert decision.request.variables is None  # this location sets no variable (/ws's are not inherited)
+    assert decision.request.variables == {}  # this location sets no variable (/ws's are not inherited)
     assert decision.request.headers[-1] == (b"cookie", b"token=abc")
     assert decision.origin.request_line == "GET /events HTTP/1.1" and decision.origin.client == "10.0.0.7"
 

@@ -131,6 +131,9 @@ def test_the_close_code_is_the_first_close_frames_either_way():
     other = Peer()
     other.send(CloseConnection(4000, "mine"))
     assert other.server.close_code == 4000
+    gone = Peer()
+    gone.server.receive(None, 2.0)  # the connection ended without a close frame
+    assert gone.server.done and gone.server.close_code is None
 
 
 # -- Session.serve with a backend link standing in -------------------------------------

@@ -312,7 +312,8 @@ def test_request_method_and_forwarded_for() -> None:
 def test_request_is_the_protocol_a_value_reads() -> None:
     # The runtime passes its own objects; the plain Request has exactly the fields evaluation reads.
     assert Request.__slots__ == (
-        "target", "headers", "remote_addr", "uri", "captures", "method", "variables", "upstream",
+        "target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures", "method", "variables",
+        "upstream",
     )
 
 
