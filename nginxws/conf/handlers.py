@@ -18,6 +18,7 @@ block's shared tables (log formats, listen addresses), and the variables
 from __future__ import annotations
 
 import grp
+import importlib.util
 import os
 import pwd
 import re
@@ -40,6 +41,7 @@ from nginxws.conf.drafts import (
 )
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, ProxyPass, Return, User, Where
+from nginxws.conf.redis import RedisUrlError, parse_redis
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
     compile_regex,
@@ -645,3 +647,26 @@ def websocket_request(ctx: Context, st: Statement, draft: LocationDraft) -> None
     if draft.backend_at is None:
         draft.backend_at = st
 
+
+# -- channels across hosts ----------------------------------------------------
+
+REDIS_CLIENT = "coredis"  # the Redis client the master uses (nginxws[redis])
+REDIS_WITHOUT_CLIENT = (
+    '"websocket_redis" directive needs the coredis package, which is not installed '
+    '(pip install "nginxws[redis]")'
+)
+
+
+def websocket_redis(ctx: Context, st: Statement, draft: HttpDraft) -> None:
+    """The Redis that carries channel messages between hosts (its syntax only: no network)."""
+    if draft.redis is not None:
+        raise st.error('"websocket_redis" directive is duplicate')
+    try:
+        draft.redis = parse_redis(st.args)
+    except RedisUrlError as err:
+        raise st.error(str(err)) from None
+    # Found, not imported: without the directive nothing of Redis is loaded,
+    # and with it the master imports the client only when it runs.
+    if importlib.util.find_spec(REDIS_CLIENT) is None:
+        raise st.error(REDIS_WITHOUT_CLIENT)
+    draft.redis_at = st
