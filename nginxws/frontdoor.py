@@ -3,7 +3,11 @@
 ``decide`` is the front door's rule book and touches no socket: a request
 in, an ``Answer`` (404, 405, 426, ``return``, error pages, with what to log
 and whether to close) or an ``Upgrade`` out; the tests drive it in
-process.  ``FrontDoor`` is one client connection: it reads requests with
+process.  A request under ``auth_request`` comes out as an ``Authorize``
+first: ``FrontDoor`` makes the subrequest (``backend``) and
+``authorized``, pure again, turns its answer into the decision: 401, 403,
+500, or what ``decide`` says when asked again with the variables
+``auth_request_set`` stored.  ``FrontDoor`` is one client connection: it reads requests with
 h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
 hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
 location (the request h11 parsed is the handshake: it is not parsed again).
@@ -52,6 +56,7 @@ from nginxws.http import (
     send_response,
 )
 from nginxws.context import WorkerContext
+from nginxws.conf.variables import Upstream
 from nginxws.inet import peer_of
 from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
@@ -65,6 +70,7 @@ from nginxws.routing import (
     normalize_path,
     target_host,
 )
+from nginxws.upstream import Origin, SubrequestVars, UpstreamAnswer, UpstreamRequest, plan, set_variables
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -176,17 +182,58 @@ class FileAnswer:
 
 class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
-    built only for a location whose directives use them."""
+    built only for a location whose directives use them.  ``variables`` is
+    the request's store of what ``auth_request_set`` set."""
 
-    __slots__ = ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
+    __slots__ = ("method", "target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures",
+                 "variables", "upstream")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None,
+                 variables: dict[str, str] | None = None) -> None:
+        self.method = request.method
         self.target = request.target
         self.headers = request.headers
         self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
         self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
+        self.variables = variables
+        self.upstream: Upstream | None = None  # a main request reads no upstream's variables
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    """A request under ``auth_request``: the subrequest to make before
+    deciding, and what ``decide`` is asked again with (``authorized``)."""
+
+    uri: str  # the subrequest's
+    request: h11.Request
+    group: ServerGroup
+    trailing: bytes
+    remote: object
+    exchange: Exchange | None
+    server: Server
+    settings: HttpSettings
+    captures: object  # the match of the location's regex, if any (``re.Match``)
+    path: str
+    client: str | None  # the address realip found, if any
+    host: bytes | None
+
+    def origin(self) -> Origin:
+        return _origin(self.request, self.remote, self.client, self.server, self.host)
+
+    def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, SubrequestVars]:
+        """The subrequest (``upstream.plan``: GET, the client's headers, no body)
+        and its variables, for ``authorized``."""
+        return plan(self.server, self.uri, RequestVars(self.request, self.remote, self.path, self.captures,
+                                                       self.client))
+
+
+def _origin(request: h11.Request, remote, client: str | None, server: Server, host: bytes | None) -> Origin:
+    """How error lines name a request (``upstream.Origin``)."""
+    address = client or (remote[0] if isinstance(remote, tuple) else "unix:")
+    line = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')} HTTP/{request.http_version.decode()}"
+    return Origin(address, server, line, host)
 
 
 def expand_channels(location: Location, variables: RequestVars) -> tuple[str, ...] | None:
@@ -210,12 +257,16 @@ HANDSHAKE_HEADERS = {
 
 
 def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
-           exchange: Exchange | None = None, *,
-           internal: static.InternalRedirect | None = None) -> Answer | Upgrade | Publish | Static:
+           exchange: Exchange | None = None, admitted: dict[str, str] | None = None, *,
+           internal: static.InternalRedirect | None = None,
+           ) -> Answer | Upgrade | Publish | Authorize | Static:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), the
-    publish it makes, or the files it asks for (``Static``).
+    publish it makes, the files it asks for (``Static``), or, under
+    ``auth_request``, the subrequest to make first; ``admitted`` is given
+    once that subrequest admitted the request: what ``auth_request_set``
+    stored (``authorized`` asks again with it).
 
     When realip finds the client behind a trusted proxy, its address is
     noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
@@ -258,6 +309,8 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     location = None if match is None else match.location
     if location is not None:
         settings = location.settings
+        if location.internal and internal is None:
+            return Answer(404, server, settings, read_body=True)
     answer = server.return_ or (location.return_ if location is not None else None)
 
     check = settings.check
@@ -280,6 +333,10 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     if check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
         context = request_context(client or peer.text, server, request)
         return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
+    if settings.auth_request is not None and answer is None and admitted is None:
+        # nginx's access phase: after allow/deny, before the content.
+        return Authorize(settings.auth_request, request, group, trailing, remote, exchange, server, settings,
+                         None if match is None else match.captures, path, client, found.get(b"host"))
 
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
@@ -287,18 +344,22 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
             return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
                           read_body=True)
         key, offers = handshake
-        if not location.channels:
+        if not location.channels and location.backend is None:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
+        variables = RequestVars(request, remote, path, match.captures, client, admitted)
+        channels = expand_channels(location, variables)
         if channels is None:
             return Answer(400, server, settings, read_body=True,
                           log=("info", "client sent invalid channel name"))
-        return Upgrade(key, offers, trailing, server, location, path, channels)
+        if location.backend is None:
+            return Upgrade(key, offers, trailing, server, location, path, channels)
+        return Upgrade(key, offers, trailing, server, location, path, channels, variables,
+                       _origin(request, remote, client, server, found.get(b"host")))
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client, admitted))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
@@ -411,6 +472,30 @@ def _absolute(path: str, request: h11.Request, local) -> bytes:
     return f"http://{authority}{path}".encode("utf-8", "surrogateescape")
 
 
+def authorized(auth: Authorize, answer: UpstreamAnswer, variables: SubrequestVars) -> Answer | Upgrade | Publish:
+    """The decision once the ``auth_request`` subrequest of ``auth`` is answered
+    (``variables``: the subrequest's, from ``Authorize.subrequest``), as
+    ``ngx_http_auth_request_handler``: a 2xx lets ``decide`` go on, 401
+    (with the answer's ``WWW-Authenticate`` lines) and 403 are the client's
+    answer, anything else is 500.  ``auth_request_set`` is evaluated for
+    2xx, 401 and 403."""
+    status, server, settings = answer.status, auth.server, auth.settings
+    if not (200 <= status < 300 or status in (401, 403)):
+        return Answer(500, server, settings, read_body=True,
+                      log=("error", f"auth request unexpected status: {status} while sending to client"
+                                    + auth.origin().context()))
+    stored = set_variables(settings, variables, answer) if settings.auth_request_set else {}
+    if status == 401:
+        challenges = tuple((b"WWW-Authenticate", value) for name, value in answer.headers
+                           if name == b"www-authenticate")
+        return Answer(401, server, settings, headers=challenges, read_body=True)
+    if status == 403:
+        return Answer(403, server, settings, read_body=True)
+    decision = decide(auth.request, auth.group, auth.trailing, auth.remote, auth.exchange, stored)
+    assert not isinstance(decision, Authorize)
+    return decision
+
+
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
     """nginx's ``return``: a redirect, a text body, an error page, or 444."""
     code = answer.code
@@ -480,8 +565,18 @@ class FrontDoor:
                 first = False
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
-                if isinstance(decision, Static):
-                    decision = self._look_up(decision, event, exchange)
+                # auth_request's subrequest and static files' internal
+                # redirects may lead to each other; both end in an answer.
+                for _ in range(MAX_URI_CHANGES):
+                    if isinstance(decision, Authorize):
+                        decision = await self._authorize(decision)
+                    elif isinstance(decision, Static):
+                        decision = self._look_up(decision, event, exchange)
+                    else:
+                        break
+                else:
+                    worker.error_log.error("rewrite or internal redirection cycle", conn=self.number)
+                    decision = Answer(500, decision.server, decision.settings, read_body=True, close=True)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -558,6 +653,16 @@ class FrontDoor:
             self._http.send(h11.EndOfMessage())
         finally:
             FILE_SYSTEM.close(found.fd)
+
+    async def _authorize(self, auth: Authorize) -> Answer | Upgrade | Publish:
+        """Make the ``auth_request`` subrequest (the connection reads nothing
+        meanwhile) and decide on its answer."""
+        planned, variables = auth.subrequest()
+        if isinstance(planned, UpstreamAnswer):
+            answer = planned
+        else:
+            answer = await self.worker.backend.fetch(planned, auth.origin(), self.number)
+        return authorized(auth, answer, variables)
 
     async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
         exchange.server, exchange.settings = answer.server, answer.settings

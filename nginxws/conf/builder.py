@@ -43,11 +43,12 @@ from nginxws.conf.drafts import (
     LocationDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, Context, mime_type
+from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, REQUEST_WITHOUT_WEBSOCKET, Context, mime_type
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
     FILE_SETTINGS,
     AccessLog,
+    BackendRequests,
     Config,
     ErrorLog,
     Http,
@@ -221,10 +222,19 @@ class Build:
             )
         for server in servers:
             self._check_push_settings(server)
+        self._check_stored_variables()
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
         http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats, redis=draft.redis)
         self.ctx.warnings += conflicting_server_names(http)
         return http
+
+    def _check_stored_variables(self) -> None:
+        """Every variable a value reads that is none of nginx's must be set by an
+        ``auth_request_set`` somewhere: nginx checks this once the configuration
+        is read (``ngx_http_variables_init_vars``); the first use is reported."""
+        for name, st in self.ctx.stored_used:
+            if name not in self.ctx.stored_defined:
+                raise st.error(f'unknown "{name}" variable')
 
     def _check_push_settings(self, server: Server) -> None:
         """Warn where a location's push_listen/push_host cannot apply.
@@ -294,6 +304,8 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
         # nginx checks what one directive needs of another when it merges
         # (after the http block), at the place of the directive that needs it.
         raise draft.channels_at.error(CHANNELS_WITHOUT_WEBSOCKET)
+    if draft.backend_at is not None and draft.websocket is None:
+        raise draft.backend_at.error(REQUEST_WITHOUT_WEBSOCKET.format(name=draft.backend_at.name))
     settings = _checked(_merge(parent, draft), server)
     return Location(
         modifier=draft.modifier,
@@ -306,6 +318,9 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
         locations=tuple(_location(loc, settings, server) for loc in draft.locations),
         where=draft.where,
         try_files=draft.try_files,
+        internal=draft.internal,
+        proxy=draft.proxy,
+        backend=BackendRequests(**draft.backend) if draft.backend else None,
     )
 
 

@@ -14,8 +14,8 @@ Three kinds of entries:
 * ignored: the directive is accepted so that a stock nginx.conf loads, and
   every occurrence gives ``[warn] "x" directive is ignored``;
 * refused: the directive would change what nginx does in a way nginxws
-  cannot honour (proxying, TLS, access control...), so it is an ``[emerg]``
-  wherever it appears.
+  cannot honour (TLS, access control, the ``proxy_*`` directives other than
+  those of the backend...), so it is an ``[emerg]`` wherever it appears.
 
 An entry whose name ends in ``*`` covers a family (``gzip_*``).
 """
@@ -334,6 +334,68 @@ SUPPORTED_DIRECTIVES = (
        syntax="log_not_found on | off;", default="log_not_found on;",
        doc="Whether a file not found is written to the error log (`[error] open() \"...\" "
            "failed (2: No such file or directory)`)."),
+    # -- the backend (docs/backend.md) -------------------------------------------
+    _d("auth_request", HTTP_ANY, TAKE1, h.auth_request,
+       syntax="auth_request uri | off;", default="auth_request off;",
+       doc="Admits a request (a WebSocket handshake, a publish) only if a subrequest to `uri` in the "
+           "same server answers 2xx, before the 101; 401 and 403 are passed to the client (with "
+           "`WWW-Authenticate`), any other answer or an unreachable backend gives 500, as nginx's "
+           "auth_request module. See [backend.md](backend.md#auth_request)."),
+    _d("auth_request_set", HTTP_ANY, TAKE2, h.auth_request_set,
+       syntax="auth_request_set $variable value;",
+       doc="Sets `$variable` to `value` once the `auth_request` subrequest is answered: "
+           "`auth_request_set $user $upstream_http_x_user;` (the value may read the answer's "
+           "`$upstream_status` and `$upstream_http_NAME`). The variable may then be used in "
+           "`websocket_channels` and `proxy_set_header` anywhere in the configuration."),
+    _d("proxy_pass", {LOCATION}, TAKE1, h.proxy_pass,
+       syntax="proxy_pass URL;",
+       doc="Sends the subrequests of this location (`auth_request`, `websocket_*_request`) to an "
+           "HTTP/1.1 upstream, `http://host[:port][/uri]`, over the worker's keep-alive pool. With "
+           "a URI part, it replaces the part of the request URI that matched the location; "
+           "without, the URI is passed unchanged. `https`, unix sockets, variables and `upstream` "
+           "blocks are not supported. See [backend.md](backend.md#proxy_pass)."),
+    _d("proxy_set_header", HTTP_ANY, TAKE2, h.proxy_set_header,
+       syntax="proxy_set_header field value;", default="proxy_set_header Host $proxy_host;",
+       doc="A header of the upstream request, replacing the client's header of that name; an empty "
+           "value sends none. A level that sets none inherits the enclosing level's."),
+    _d("proxy_http_version", HTTP_ANY, TAKE1, h.proxy_http_version,
+       syntax="proxy_http_version 1.1;", default="proxy_http_version 1.1;",
+       doc="nginxws always speaks HTTP/1.1 to upstreams and keeps the connections alive (nginx's "
+           "default is 1.0 with `Connection: close`); `1.1` is accepted so that configurations "
+           "written for nginx's keep-alive load unchanged, `1.0` is refused."),
+    _d("proxy_pass_request_body", HTTP_ANY, TAKE1, h.flag,
+       syntax="proxy_pass_request_body on | off;", default="proxy_pass_request_body on;",
+       doc="Whether the subrequest's body (a session's event or message) is sent upstream."),
+    _d("proxy_pass_request_headers", HTTP_ANY, TAKE1, h.flag,
+       syntax="proxy_pass_request_headers on | off;", default="proxy_pass_request_headers on;",
+       doc="Whether the client's request headers (its cookies, `Authorization`...) are sent upstream."),
+    _d("proxy_connect_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_connect_timeout time;", default="proxy_connect_timeout 60s;",
+       doc="How long connecting to the upstream may take (and waiting for a connection of the "
+           "worker's pool when all are busy)."),
+    _d("proxy_read_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_read_timeout time;", default="proxy_read_timeout 60s;",
+       doc="How long the upstream may pause between two reads of its answer."),
+    _d("proxy_send_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_send_timeout time;", default="proxy_send_timeout 60s;",
+       doc="How long the upstream may pause between two writes of the request."),
+    _d("internal", {LOCATION}, NOARGS, h.internal,
+       syntax="internal;",
+       doc="Only subrequests reach the location; a client's request to it is answered 404."),
+    _d("websocket_connect_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_connect_request uri;",
+       doc="A POST to `uri` when a session of this `websocket` location starts, with its push ID "
+           "and URLs; sent without delaying the session, retried a bounded number of times. See "
+           "[backend.md](backend.md#websocket_connect_request)."),
+    _d("websocket_disconnect_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_disconnect_request uri;",
+       doc="A POST to `uri` when a session of this `websocket` location ends; as "
+           "`websocket_connect_request`."),
+    _d("websocket_message_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_message_request uri;",
+       doc="Each message of a client of this `websocket` location is POSTed to `uri` instead of "
+           "echoed; a 2xx answer with a body is sent back to that client. See "
+           "[backend.md](backend.md#websocket_message_request)."),
 )
 
 IGNORED_DIRECTIVES = tuple(
@@ -365,9 +427,9 @@ REFUSED_DIRECTIVES = tuple(
     _d(name, ANY_CONTEXT, ANY, None, kind=REFUSED)
     for name in (
         "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
-        "if set rewrite break limit_except auth_basic auth_basic_user_file auth_request "
-        "auth_request_set satisfy map geo split_clients limit_req limit_req_zone limit_conn "
-        "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link disable_symlinks"
+        "if set rewrite break limit_except auth_basic auth_basic_user_file "
+        "satisfy map geo split_clients limit_req limit_req_zone limit_conn "
+        "limit_conn_zone sub_filter stream mail js_* perl_* mirror secure_link disable_symlinks"
     ).split()
 )
 

@@ -40,6 +40,7 @@ DEFAULT_CLIENT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_PUSH_QUEUE = 64  # messages waiting for one slow client before 503
+DEFAULT_PROXY_TIMEOUT = 60.0  # proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,46 @@ class FileSettings:
 FILE_SETTINGS = frozenset(f.name for f in dataclasses.fields(FileSettings))
 
 
+# -- the backend: auth_request, proxy_pass, the websocket_*_request directives -----
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPass:
+    """``proxy_pass http://host[:port][/uri]`` of one location.
+
+    ``host`` is as written (a name, an address, ``[::1]``); ``addresses``
+    are what it resolved to when the configuration was loaded, as for
+    :class:`Listen`.  ``uri`` is the URI part (``/auth`` of
+    ``http://127.0.0.1:9000/auth``, ``/`` of ``http://h/``), None when the
+    URL has none: the request's own URI is then passed unchanged.
+    """
+
+    url: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    uri: str | None = None
+
+    @property
+    def proxy_host(self) -> str:
+        """nginx's ``$proxy_host``: the host as written, with the port unless it is 80."""
+        return self.host if self.port == 80 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequests:
+    """The ``websocket_connect_request``, ``websocket_disconnect_request`` and
+    ``websocket_message_request`` URIs of one ``websocket`` location."""
+
+    connect: str | None = None
+    disconnect: str | None = None
+    message: str | None = None
+
+
+# A header of ``proxy_set_header`` or a variable of ``auth_request_set``: a name and its value.
+NamedValue = tuple[str, ComplexValue]
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The http-level settings that merge down to server and location."""
@@ -227,6 +268,17 @@ class HttpSettings:
     # What a request to this level goes through before it is served; None:
     # nothing, so that a request there pays one attribute test.
     check: ClientCheck | None = None
+    # The backend (docs/backend.md): the subrequest of ``auth_request`` (None: off)
+    # and what its answer sets; how ``proxy_pass`` talks to an upstream.
+    auth_request: str | None = None
+    auth_request_set: tuple[NamedValue, ...] = ()
+    proxy_set_header: tuple[NamedValue, ...] = ()
+    proxy_pass_request_body: bool = True
+    proxy_pass_request_headers: bool = True
+    proxy_connect_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_read_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_send_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_http_version: str = "1.1"  # the only one nginxws speaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +290,10 @@ class Location:
     with ``websocket``) are the channels a client joins at its handshake;
     ``publish`` (``websocket_publish``, never with ``websocket``) makes the
     location a publish endpoint for the channel it names.  Neither is
-    inherited by nested locations.
+    inherited by nested locations.  ``internal`` locations answer only
+    subrequests (a client gets 404); ``proxy`` (``proxy_pass``) sends the
+    subrequests to an upstream; ``backend`` (only with ``websocket``) names
+    the subrequests a session makes.  None of the three is inherited either.
     """
 
     modifier: str
@@ -251,6 +306,9 @@ class Location:
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)
     try_files: TryFiles | None = None  # not inherited
+    internal: bool = False
+    proxy: ProxyPass | None = None
+    backend: BackendRequests | None = None
 
 
 def all_settings(http: Http) -> Iterator[HttpSettings]:
