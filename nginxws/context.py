@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import trio
 
+    from nginxws.backend import Backend
     from nginxws.channels import Channels
     from nginxws.conf.model import Server
     from nginxws.log import ErrorLogger, Exchange
@@ -46,6 +47,7 @@ class WorkerContext(Protocol):
     error_log: ErrorLogger
     log_info: bool  # whether error_log takes info: connection-level lines are only built then
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
+    backend: Backend  # the upstream pool and the session events (auth_request, websocket_*_request)
     counters: memoryview  # this worker's slot of the host's statistics (``nginxws.stats``)
     location_ids: dict[int, int]  # id(websocket location) -> its entry in the statistics' location table
 

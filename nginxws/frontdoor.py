@@ -3,10 +3,21 @@
 ``decide`` is the front door's rule book and touches no socket: a request
 in, an ``Answer`` (404, 405, 426, ``return``, error pages, with what to log
 and whether to close) or an ``Upgrade`` out; the tests drive it in
-process.  ``FrontDoor`` is one client connection: it reads requests with
+process.  A request under ``auth_request`` comes out as an ``Authorize``
+first: ``FrontDoor`` makes the subrequest (``backend``) and
+``authorized``, pure again, turns its answer into the decision: 401, 403,
+500, or what ``decide`` says when asked again with the variables
+``auth_request_set`` stored.  ``FrontDoor`` is one client connection: it reads requests with
 h11 (keep-alive and pipelining), asks ``decide``, and writes the answer, or
 hands the stream to ``wsconn`` for a WebSocket handshake on a ``websocket``
 location (the request h11 parsed is the handshake: it is not parsed again).
+
+A location with ``root`` or ``alias`` (and neither ``websocket`` nor
+``websocket_publish``) serves files: ``decide`` says ``Static``, and
+``serve_files`` looks the file up (``nginxws.static``: stat and open, no
+read), following internal redirects through ``decide`` again, into a
+``FileAnswer`` or an ``Answer``.  ``FrontDoor`` streams the file: with
+``sendfile`` on a plain socket, else in chunks read on a thread.
 
 nginx's limits apply: the request head must arrive within
 ``client_header_timeout`` (408) and fit ``large_client_header_buffers``
@@ -18,15 +29,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
+import re
 from dataclasses import dataclass
 
 import h11
 import trio
 from wsproto.utilities import split_comma_header
 
+from nginxws import static
 from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
-from nginxws.conf.model import HttpSettings, Location, Return, Server
+from nginxws.conf.model import HttpSettings, Location, Return, Server, TryFiles
+from nginxws.conf.variables import Request as Variables
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
@@ -35,16 +51,27 @@ from nginxws.http import (
     headers,
     next_event,
     send_error,
+    send_file_body,
+    send_head,
     send_response,
 )
 from nginxws.context import WorkerContext
+from nginxws.conf.variables import Upstream
 from nginxws.inet import peer_of
 from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.stats import HANDSHAKES, PUBLISHES, READING, REQUESTS, STATUS_INDEX, WAITING, WRITING
 from nginxws.streams import SocketStream
-from nginxws.routing import ServerGroup, match_location, normalize_host, normalize_path, target_host
+from nginxws.routing import (
+    LocationMatch,
+    ServerGroup,
+    match_location,
+    normalize_host,
+    normalize_path,
+    target_host,
+)
+from nginxws.upstream import Origin, SubrequestVars, UpstreamAnswer, UpstreamRequest, plan, set_variables
 from nginxws.wsconn import Upgrade, run_session
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -143,19 +170,85 @@ class Publish:
     content_type: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Static:
+    """A request to a location that serves files (``serve_files`` looks them up)."""
+
+    server: Server
+    settings: HttpSettings  # the location's (or the server's, when no location matched)
+    try_files: TryFiles | None
+    uri: str  # nginx's $uri: normalized, or what an internal redirect set
+    args: str  # the arguments after "?", as sent (or as the redirect set them)
+    captures: re.Match[str] | None  # the regex location's match, for $1 and named captures
+
+
+@dataclass(frozen=True, slots=True)
+class FileAnswer:
+    """A file to answer with: 200 (its body follows the head, unless HEAD) or
+    the 304 its conditional headers make.  Whoever writes it closes the file."""
+
+    status: int
+    server: Server
+    settings: HttpSettings
+    headers: tuple[tuple[bytes, bytes], ...]
+    file: static.Found
+
+
 class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
-    built only for a location whose directives use them."""
+    built only for a location whose directives use them.  ``variables`` is
+    the request's store of what ``auth_request_set`` set."""
 
-    __slots__ = ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
+    __slots__ = ("method", "target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures",
+                 "variables", "upstream")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None,
+                 variables: dict[str, str] | None = None) -> None:
+        self.method = request.method
         self.target = request.target
         self.headers = request.headers
         self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
         self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
+        self.variables = variables
+        self.upstream: Upstream | None = None  # a main request reads no upstream's variables
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    """A request under ``auth_request``: the subrequest to make before
+    deciding, and what ``decide`` is asked again with (``authorized``)."""
+
+    uri: str  # the subrequest's
+    request: h11.Request
+    group: ServerGroup
+    trailing: bytes
+    remote: object
+    exchange: Exchange | None
+    server: Server
+    settings: HttpSettings
+    captures: object  # the match of the location's regex, if any (``re.Match``)
+    path: str
+    client: str | None  # the address realip found, if any
+    host: bytes | None
+    family: int | None = None  # the statistics' family of a refusal (``Answer.family``)
+
+    def origin(self) -> Origin:
+        return _origin(self.request, self.remote, self.client, self.server, self.host)
+
+    def subrequest(self) -> tuple[UpstreamRequest | UpstreamAnswer, SubrequestVars]:
+        """The subrequest (``upstream.plan``: GET, the client's headers, no body)
+        and its variables, for ``authorized``."""
+        return plan(self.server, self.uri, RequestVars(self.request, self.remote, self.path, self.captures,
+                                                       self.client))
+
+
+def _origin(request: h11.Request, remote, client: str | None, server: Server, host: bytes | None) -> Origin:
+    """How error lines name a request (``upstream.Origin``)."""
+    address = client or (remote[0] if isinstance(remote, tuple) else "unix:")
+    line = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')} HTTP/{request.http_version.decode()}"
+    return Origin(address, server, line, host)
 
 
 def expand_channels(location: Location, variables: RequestVars) -> tuple[str, ...] | None:
@@ -179,16 +272,25 @@ HANDSHAKE_HEADERS = {
 
 
 def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
-           exchange: Exchange | None = None) -> Answer | Upgrade | Publish | Report:
+           exchange: Exchange | None = None, admitted: dict[str, str] | None = None, *,
+           internal: static.InternalRedirect | None = None,
+           ) -> Answer | Upgrade | Publish | Authorize | Static | Report:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), the
-    publish it makes, or the report it asks for.
+    publish it makes, the report it asks for, the files it asks for (``Static``), or, under
+    ``auth_request``, the subrequest to make first; ``admitted`` is given
+    once that subrequest admitted the request: what ``auth_request_set``
+    stored (``authorized`` asks again with it).
 
     When realip finds the client behind a trusted proxy, its address is
     noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
     the decisions themselves carry no field for it, so that a request where
     no realip or access rule applies pays nothing for them.
+
+    ``internal`` is an internal redirect of the request (``serve_files``):
+    its URI, or its named location, replaces what the request line asked
+    for; the request line's own checks are not made again.
     """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
@@ -198,19 +300,32 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     server = group.select_server(host)
     settings = server.settings
 
-    path = normalize_path(request.target)
-    if path is None:
-        return Answer(400, server, settings)
-    line_limit = settings.large_client_header_buffers[1]
-    if len(request.method) + len(request.target) + 10 > line_limit:
-        return Answer(414, server, settings, close=True)
-    if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
-        return Answer(494, server, settings, close=True)
-
-    match = None if server.return_ else match_location(server.locations, path)
+    if internal is None:
+        path = normalize_path(request.target)
+        if path is None:
+            return Answer(400, server, settings)
+        line_limit = settings.large_client_header_buffers[1]
+        if len(request.method) + len(request.target) + 10 > line_limit:
+            return Answer(414, server, settings, close=True)
+        if any(len(k) + len(v) + 2 > line_limit for k, v in request.headers.raw_items()):
+            return Answer(494, server, settings, close=True)
+        match = None if server.return_ else match_location(server.locations, path)
+    else:
+        path = internal.uri
+        if server.return_:
+            match = None
+        elif internal.name is None:
+            match = match_location(server.locations, path)
+        else:
+            match = _named_location(server, internal.name)
+            if match is None:
+                return Answer(500, server, settings, read_body=True, close=True,
+                              log=("error", f'could not find named location "@{internal.name}"'))
     location = None if match is None else match.location
     if location is not None:
         settings = location.settings
+        if location.internal and internal is None:
+            return Answer(404, server, settings, read_body=True)
     answer = server.return_ or (location.return_ if location is not None else None)
 
     check = settings.check
@@ -234,6 +349,11 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         context = request_context(client or peer.text, server, request)
         return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context),
                       family=_family(location, answer))
+    if settings.auth_request is not None and answer is None and admitted is None:
+        # nginx's access phase: after allow/deny, before the content.
+        return Authorize(settings.auth_request, request, group, trailing, remote, exchange, server, settings,
+                         None if match is None else match.captures, path, client, found.get(b"host"),
+                         _family(location, answer))
 
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
@@ -241,18 +361,22 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
             return Answer(handshake, server, settings, headers=HANDSHAKE_HEADERS.get(handshake, ()),
                           read_body=True, family=HANDSHAKES)
         key, offers = handshake
-        if not location.channels:
+        if not location.channels and location.backend is None:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
+        variables = RequestVars(request, remote, path, match.captures, client, admitted)
+        channels = expand_channels(location, variables)
         if channels is None:
             return Answer(400, server, settings, read_body=True,
                           log=("info", "client sent invalid channel name"), family=HANDSHAKES)
-        return Upgrade(key, offers, trailing, server, location, path, channels)
+        if location.backend is None:
+            return Upgrade(key, offers, trailing, server, location, path, channels)
+        return Upgrade(key, offers, trailing, server, location, path, channels, variables,
+                       _origin(request, remote, client, server, found.get(b"host")))
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True, family=PUBLISHES)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client, admitted))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
@@ -267,6 +391,10 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
 
     if answer is not None:
         return _return(answer, server, settings, found.get(b"host"))
+    if settings.files.root is not None:
+        args = request.target.partition(b"?")[2].decode("latin-1") if internal is None else internal.args
+        return Static(server, settings, server.try_files if location is None else location.try_files, path, args,
+                      None if match is None else match.captures)
     status = 404 if request.method in (b"GET", b"HEAD") else 405
     return Answer(status, server, settings, read_body=True)
 
@@ -277,6 +405,127 @@ def _family(location: Location | None, answer: Return | None) -> int | None:
     if location is None or answer is not None:
         return None
     return HANDSHAKES if location.websocket else PUBLISHES if location.publish else None
+
+
+def _named_location(server: Server, name: str) -> LocationMatch | None:
+    for location in server.locations:
+        if location.modifier == "@" and location.pattern == name:
+            return LocationMatch(location)
+    return None
+
+
+MAX_URI_CHANGES = 10  # internal redirects of one request (nginx's NGX_HTTP_MAX_URI_CHANGES)
+FILE_SYSTEM = static.FileSystem()
+
+
+def serve_files(decision: Static, request: h11.Request, group: ServerGroup, trailing: bytes, remote, local,
+                client: str | None = None, fs: static.FileSystem = FILE_SYSTEM,
+                ) -> tuple[Answer | Upgrade | Publish | FileAnswer, list[tuple[str, str]]]:
+    """The answer of a ``Static`` decision, and the error-log lines it makes
+    (level, message with nginx's request context; ``client`` is the address
+    realip found, if it found one).
+
+    The file found comes with the headers of its answer; an internal redirect
+    (index, try_files) is decided again, into another location maybe, at
+    most ``MAX_URI_CHANGES`` times.  Touches the file system (stat, open),
+    never a socket.
+    """
+    peer = remote[0] if isinstance(remote, tuple) else "unix:"
+    client = client or peer
+    logs: list[tuple[str, str]] = []
+    server = decision.server
+    for redirects in range(MAX_URI_CHANGES + 1):
+        variables = Variables(target=request.target, headers=request.headers, remote_addr=client,
+                              realip_remote_addr=peer, uri=decision.uri, captures=decision.captures)
+        outcome = static.resolve(decision.settings.files, decision.try_files, request.method, decision.uri,
+                                 decision.args, variables, fs, logs)
+        if isinstance(outcome, static.Found):
+            result: Answer | Upgrade | Publish | FileAnswer = _file_answer(outcome, request, decision, fs)
+        elif isinstance(outcome, static.Refused):
+            if outcome.log is not None:
+                logs.append(outcome.log)
+            result = _refused(outcome, decision, request, local)
+        elif redirects == MAX_URI_CHANGES:
+            logs.append(("error", "rewrite or internal redirection cycle while internally redirecting to "
+                                  f'"{outcome.target}"'))
+            result = Answer(500, server, decision.settings, read_body=True, close=True)
+        else:
+            following = decide(request, group, trailing, remote, internal=outcome)
+            if isinstance(following, Static):
+                decision = following
+                continue
+            result = following
+        context = request_context(client, server, request)
+        return result, [(level, message + context) for level, message in logs]
+    raise AssertionError("unreachable: the last turn of the loop returns")
+
+
+def _file_answer(found: static.Found, request: h11.Request, decision: Static,
+                 fs: static.FileSystem) -> FileAnswer | Answer:
+    """200 with the file, or the 304 or 412 its conditional headers make."""
+    files = decision.settings.files
+    tag = static.etag(found.mtime, found.size) if files.etag else None
+    status = static.not_modified(request.headers, found.mtime, tag, files.if_modified_since)
+    if status == 412:
+        fs.close(found.fd)
+        return Answer(412, decision.server, decision.settings, read_body=True)
+    head = [] if status == 304 else [(b"Content-Type", found.content_type.encode())]
+    head.append((b"Last-Modified", static.http_date(found.mtime).encode()))
+    if tag is not None:
+        head.append((b"ETag", tag.encode()))
+    return FileAnswer(status, decision.server, decision.settings, tuple(head), found)
+
+
+def _refused(refused: static.Refused, decision: Static, request: h11.Request, local) -> Answer:
+    server, settings = decision.server, decision.settings
+    if refused.code:
+        return _return(Return(refused.status), server, settings, headers(request, HOST).get(b"host"))
+    if refused.location is not None:
+        return Answer(301, server, settings, headers=((b"Location", _absolute(refused.location, request, local)),),
+                      read_body=True)
+    return Answer(refused.status, server, settings, read_body=True, close=refused.status >= 500)
+
+
+HOST = frozenset({b"host"})
+
+
+def _absolute(path: str, request: h11.Request, local) -> bytes:
+    """A redirect's Location as nginx makes it (``absolute_redirect on``,
+    ``server_name_in_redirect off``, ``port_in_redirect on``): the request's
+    host, the port it came in on unless 80, the path."""
+    host = headers(request, HOST).get(b"host")
+    name = normalize_host(host) if host is not None else None
+    if name is None:
+        address = local[0] if isinstance(local, tuple) else "localhost"
+        name = f"[{address}]" if ":" in address else address
+    port = local[1] if isinstance(local, tuple) else 80
+    authority = name if port == 80 else f"{name}:{port}"
+    return f"http://{authority}{path}".encode("utf-8", "surrogateescape")
+
+
+def authorized(auth: Authorize, answer: UpstreamAnswer,
+               variables: SubrequestVars) -> Answer | Upgrade | Publish | Report:
+    """The decision once the ``auth_request`` subrequest of ``auth`` is answered
+    (``variables``: the subrequest's, from ``Authorize.subrequest``), as
+    ``ngx_http_auth_request_handler``: a 2xx lets ``decide`` go on, 401
+    (with the answer's ``WWW-Authenticate`` lines) and 403 are the client's
+    answer, anything else is 500.  ``auth_request_set`` is evaluated for
+    2xx, 401 and 403."""
+    status, server, settings = answer.status, auth.server, auth.settings
+    if not (200 <= status < 300 or status in (401, 403)):
+        return Answer(500, server, settings, read_body=True, family=auth.family,
+                      log=("error", f"auth request unexpected status: {status} while sending to client"
+                                    + auth.origin().context()))
+    stored = set_variables(settings, variables, answer) if settings.auth_request_set else {}
+    if status == 401:
+        challenges = tuple((b"WWW-Authenticate", value) for name, value in answer.headers
+                           if name == b"www-authenticate")
+        return Answer(401, server, settings, headers=challenges, read_body=True, family=auth.family)
+    if status == 403:
+        return Answer(403, server, settings, read_body=True, family=auth.family)
+    decision = decide(auth.request, auth.group, auth.trailing, auth.remote, auth.exchange, stored)
+    assert not isinstance(decision, Authorize)
+    return decision
 
 
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
@@ -368,6 +617,18 @@ class FrontDoor:
                 state = WRITING
                 exchange.request = event
                 decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
+                # auth_request's subrequest and static files' internal
+                # redirects may lead to each other; both end in an answer.
+                for _ in range(MAX_URI_CHANGES):
+                    if isinstance(decision, Authorize):
+                        decision = await self._authorize(decision)
+                    elif isinstance(decision, Static):
+                        decision = self._look_up(decision, event, exchange)
+                    else:
+                        break
+                else:
+                    worker.error_log.error("rewrite or internal redirection cycle", conn=self.number)
+                    decision = Answer(500, decision.server, decision.settings, read_body=True, close=True)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -389,6 +650,8 @@ class FrontDoor:
                     await self._publish(decision, event, exchange)
                 elif isinstance(decision, Report):
                     await self._report(decision, event, exchange)
+                elif isinstance(decision, FileAnswer):
+                    await self._send_file(decision, event, exchange)
                 else:
                     await self._answer(decision, event, exchange)
                 worker.log_access(exchange, self.remote, self.local)
@@ -411,6 +674,53 @@ class FrontDoor:
         finally:
             counters[state] -= 1
             stream.close()
+
+    def _look_up(self, decision: Static, request: h11.Request, exchange: Exchange) -> Answer | Upgrade | Publish | FileAnswer:
+        """``serve_files``, with its error-log lines written."""
+        found, logs = serve_files(decision, request, self._group, self._http.trailing_data[0], self.remote,
+                                  self.local, exchange.client)
+        for level, message in logs:
+            self.worker.error_log.log(level, message, conn=self.number)
+        return found
+
+    async def _send_file(self, answer: FileAnswer, request: h11.Request, exchange: Exchange) -> None:
+        """The file's answer: the head, then (GET, 200) the body, streamed
+        without reading the file into memory; a file cut short while it is
+        sent, or a client that takes nothing for ``send_timeout``, ends the
+        connection (its Content-Length is already out)."""
+        exchange.server, exchange.settings = answer.server, answer.settings
+        settings, found = answer.settings, answer.file
+        try:
+            await self._discard_body(settings)
+            exchange.status = answer.status
+            body = answer.status == 200 and request.method != b"HEAD"
+            await send_head(self._http, self.stream, answer.status, list(answer.headers), found.size,
+                            tokens=settings.server_tokens, body=body)
+            if not body:
+                return
+            try:
+                exchange.sent = await send_file_body(self.stream, found.fd, found.size, settings.send_timeout)
+            except ClientTimeout:
+                self.worker.error_log.info(
+                    f"client timed out ({errno.ETIMEDOUT}: {os.strerror(errno.ETIMEDOUT)}) "
+                    "while sending response to client", conn=self.number)
+                raise ClientClosed from None
+            if exchange.sent < found.size:
+                self.worker.error_log.alert(f'"{found.path}" was truncated at {exchange.sent}', conn=self.number)
+                raise ClientClosed
+            self._http.send(h11.EndOfMessage())
+        finally:
+            FILE_SYSTEM.close(found.fd)
+
+    async def _authorize(self, auth: Authorize) -> Answer | Upgrade | Publish:
+        """Make the ``auth_request`` subrequest (the connection reads nothing
+        meanwhile) and decide on its answer."""
+        planned, variables = auth.subrequest()
+        if isinstance(planned, UpstreamAnswer):
+            answer = planned
+        else:
+            answer = await self.worker.backend.fetch(planned, auth.origin(), self.number)
+        return authorized(auth, answer, variables)
 
     async def _answer(self, answer: Answer, request: h11.Request, exchange: Exchange) -> None:
         exchange.server, exchange.settings = answer.server, answer.settings

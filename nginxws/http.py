@@ -10,6 +10,7 @@ The push listener parses with httptools and writes its answers as bytes
 from __future__ import annotations
 
 import email.utils
+import os
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -18,8 +19,14 @@ import h11
 import trio
 
 from nginxws import __version__
+from nginxws.streams import SocketStream
 
 RECEIVE_BYTES = 16 * 1024  # one read; nginx's default client_body_buffer_size
+# A file's body goes in pieces, one at a time: nginx's sendfile_max_chunk (2m)
+# for sendfile, which copies in the kernel; 256 KiB per read on a thread otherwise,
+# which bounds what one response holds in memory.
+SENDFILE_PIECE = 2 * 1024 * 1024
+FILE_PIECE = 256 * 1024
 LAZY_DELAY = 0.3  # seconds; nginx's NGX_TIMER_LAZY_DELAY
 
 # The status lines nginx writes (ngx_http_status_lines in
@@ -270,6 +277,62 @@ def response_head(
 
 
 _raw_heads: dict[tuple[int, int, bool, bool], tuple[bytes, bytes]] = {}
+
+
+class _FileBody:
+    """What h11 is told a file's body is: its length (h11's way to sendfile)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+async def send_head(
+    h11_conn: h11.Connection,
+    stream: trio.abc.Stream,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    length: int,
+    *,
+    tokens: bool,
+    body: bool,
+) -> None:
+    """Send a response head with ``Content-Length: length``; ``body``: the
+    caller sends that many bytes itself next (``send_file_body``), and then
+    ``h11.EndOfMessage``; else the response ends here (HEAD, 304)."""
+    data = h11_conn.send(_response(status, headers, length, tokens, False))
+    if body:
+        h11_conn.send_with_data_passthrough(h11.Data(data=_FileBody(length)))
+    else:
+        data += h11_conn.send(h11.EndOfMessage())
+    await stream.send_all(data)
+
+
+async def send_file_body(stream: trio.abc.Stream, fd: int, size: int, timeout: float) -> int:
+    """Send ``size`` bytes of the open file ``fd``, from its start, without
+    holding more than one piece of it: ``sendfile`` on a plain socket, else
+    pieces of ``FILE_PIECE`` read on a thread.  Each piece must go within
+    ``timeout`` (``send_timeout``), else ``ClientTimeout``.  Returns the
+    bytes sent: fewer than ``size`` only when the file ended sooner."""
+    sent = 0
+    while sent < size:
+        with trio.move_on_after(timeout):
+            if isinstance(stream, SocketStream):
+                piece = await stream.sendfile(fd, sent, min(SENDFILE_PIECE, size - sent))
+            else:
+                data = await trio.to_thread.run_sync(os.pread, fd, min(FILE_PIECE, size - sent), sent)
+                await stream.send_all(data)
+                piece = len(data)
+            if not piece:
+                return sent
+            sent += piece
+            continue
+        raise ClientTimeout
+    return sent
 
 
 async def send_error(

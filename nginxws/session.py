@@ -156,10 +156,15 @@ class SessionProtocol:
     * ``message(data)``: the frame for a welcome or a push; ``None`` once the
       session is closing.
     * ``close(code, reason)``: the server's close frame.
+    * With ``upstream`` (``websocket_message_request``), a complete message
+      is not echoed: it becomes ``pending`` and ``receive`` stops there,
+      leaving what follows it unread in wsproto's buffer.  The driver sends
+      it upstream, writes ``message(answer)`` if there is one, and calls
+      ``resume(now)``, which goes on where ``receive`` stopped (and may make
+      the next message pending).  So one message at a time leaves, in the
+      client's order, and nothing more is read meanwhile.
 
-    ``closing`` becomes true once the server has sent its close frame
-    (``close_code`` and ``close_reason`` keep what it said, unless it
-    answered the client's); from
+    ``closing`` becomes true once the server has sent its close frame; from
     then on ``deadline`` is when the client's answer is given up on
     (``CLOSE_TIMEOUT``).  ``done`` says the connection is over: write what
     was returned, then close TCP; ``ending()`` then says how, for the error
@@ -171,10 +176,12 @@ class SessionProtocol:
     """
 
     __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain",
-                 "_ending", "close_code", "close_reason")
+                 "upstream", "pending", "close_code", "_ending")
 
-    def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
-        """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
+    def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False,
+                 upstream: bool = False) -> None:
+        """``extensions``: whether ``ws`` runs any (its frames then carry state);
+        ``upstream``: whether messages go upstream instead of being echoed."""
         self.ws = ws
         self.timers = timers
         self.max_message_size = max_message_size
@@ -184,10 +191,10 @@ class SessionProtocol:
         self.done = False
         self._close_by = 0.0
         self.plain = not extensions  # no extension: frames carry no state (channels share them)
+        self.upstream = upstream
+        self.pending: str | bytes | None = None  # a message for upstream, until ``resume``
+        self.close_code: int | None = None  # the first close frame's code, either way
         self._ending: tuple[Ending, int, str] | None = None  # the first decision of how it ends
-        # The close frame the server sent first, if it did (why the session ended, for its statistics).
-        self.close_code: int | None = None
-        self.close_reason = ""
 
     @property
     def deadline(self) -> float:
@@ -200,6 +207,11 @@ class SessionProtocol:
             return None
         how, code, reason = self._ending
         return how.value.format(code=code, reason=reason)
+
+    @property
+    def how_ended(self) -> Ending | None:
+        """The ``Ending`` of ``ending()``, unformatted (the statistics' close reason)."""
+        return None if self._ending is None else self._ending[0]
 
     def _ends(self, how: Ending, code: int, reason: str = "") -> None:
         if self._ending is None:
@@ -218,8 +230,8 @@ class SessionProtocol:
             return b""
         self.closing = True
         self._close_by = now + CLOSE_TIMEOUT
-        if self.close_code is None and self.ws.state is ConnectionState.OPEN:
-            self.close_code, self.close_reason = code, reason
+        if self.close_code is None:
+            self.close_code = code
         return self.ws.send(CloseConnection(code=code, reason=reason))
 
     def tick(self, now: float) -> bytes:
@@ -248,7 +260,7 @@ class SessionProtocol:
                 echo = self._assemble(event)
                 if echo is not None:
                     out.append(echo)
-                if self.done:
+                if self.done or self.pending is not None:
                     break
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
@@ -258,8 +270,16 @@ class SessionProtocol:
                 break
         return b"".join(out)
 
+    def resume(self, now: float) -> bytes:
+        """Go on reading what the client sent after the pending message, now
+        that it has been answered.  The time it spent upstream is not the
+        client's silence: the timers start again."""
+        self.pending = None
+        return self.receive(b"", now)
+
     def _assemble(self, event: Message) -> bytes | None:
-        """Add a message part; the echo once the message is complete."""
+        """Add a message part; the echo once the message is complete (or,
+        with ``upstream``, the message becomes ``pending``)."""
         data = event.data
         self._size += len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
         if self._size > self.max_message_size:
@@ -277,12 +297,17 @@ class SessionProtocol:
             data = ("" if isinstance(data, str) else b"").join(self._parts)
             self._parts = None
         self._size = 0
+        if self.upstream:
+            self.pending = data if isinstance(data, str) else bytes(data)
+            return None
         return self.message(data if isinstance(data, str) else bytes(data))
 
     def _closed_by_client(self, event: CloseConnection, out: list[bytes], now: float) -> None:
         state = self.ws.state
         self.done = True
         if state is ConnectionState.REMOTE_CLOSING:
+            if self.close_code is None:
+                self.close_code = event.code
             self._ends(Ending.CLIENT_CLOSED, event.code)
             out.append(self.ws.send(event.response()))  # the client's close: answer it
         elif state is ConnectionState.OPEN:

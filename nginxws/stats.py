@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from nginxws.channels import SLOW_CLOSE_CODE
 from nginxws.conf.model import Config, Listen, Location, Server, websocket_locations
-from nginxws.session import IDLE_CLOSE_REASON, SHUTDOWN_CLOSE_CODE, TOO_BIG_CLOSE_CODE
+from nginxws.session import Ending
 
 MAGIC = 0x6E67696E78777331  # "nginxws1": a region this layout wrote
 WORD = 8  # bytes
@@ -71,7 +71,7 @@ FREE, STARTING, READY, DRAINING = 0, 1, 2, 3
 STATE_NAMES = {STARTING: "starting", READY: "ready", DRAINING: "draining"}
 
 # -- statuses: exact codes, then classes for any other -------------------------
-STATUSES = (101, 200, 202, 204, 400, 403, 404, 405, 408, 413, 414, 426, 431, 494, 499, 500, 501, 503)
+STATUSES = (101, 200, 202, 204, 400, 401, 403, 404, 405, 408, 413, 414, 426, 431, 494, 499, 500, 501, 502, 503, 504)
 STATUS_LABELS = tuple(str(code) for code in STATUSES) + ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 _OTHER_STATUS = len(STATUS_LABELS) - 1
 STATUS_INDEX: tuple[int, ...] = tuple(
@@ -84,8 +84,10 @@ STATUS_INDEX: tuple[int, ...] = tuple(
 
 # -- why a WebSocket session ended ---------------------------------------------
 CLOSE_REASONS = ("client_close", "idle_timeout", "slow_reader", "slow_subscriber", "protocol_error",
-                 "message_too_big", "shutdown")
-CLIENT_CLOSE, IDLE_TIMEOUT, SLOW_READER, SLOW_SUBSCRIBER, PROTOCOL_ERROR, MESSAGE_TOO_BIG, SHUTDOWN = range(7)
+                 "message_too_big", "upstream_error", "shutdown")
+(CLIENT_CLOSE, IDLE_TIMEOUT, SLOW_READER, SLOW_SUBSCRIBER, PROTOCOL_ERROR, MESSAGE_TOO_BIG, UPSTREAM_ERROR,
+ SHUTDOWN) = range(len(CLOSE_REASONS))
+UPSTREAM_CLOSE_CODE = 1011  # RFC 6455's "internal error": wsconn closes a session whose message request failed
 
 
 class _Words:
@@ -364,18 +366,23 @@ class Region:
         return Totals(tuple(counters), tuple(gauges), locations)  # type: ignore[arg-type]
 
 
-def close_reason(code: int | None, reason: str, timed_out: bool) -> int:
-    """Why a session ended (a ``CLOSE_REASONS`` index), from the close frame the
-    server sent first (``code`` None: none, the client closed or went away)
-    and whether a write outlasted ``send_timeout``."""
+def close_reason(ending: Ending | None, close_code: int | None, timed_out: bool) -> int:
+    """Why a session ended (a ``CLOSE_REASONS`` index), from what its protocol
+    decided (``SessionProtocol.how_ended``: the client's doing or a timer's),
+    the first close frame's code (``close_code``: the server's own when it
+    closed on its account) and whether a write outlasted ``send_timeout``."""
     if timed_out:
         return SLOW_READER
-    if code is None:
-        return CLIENT_CLOSE
-    if code == SLOW_CLOSE_CODE:
-        return SLOW_SUBSCRIBER
-    if code == TOO_BIG_CLOSE_CODE:
+    if ending is Ending.IDLE:
+        return IDLE_TIMEOUT
+    if ending is Ending.TOO_BIG:
         return MESSAGE_TOO_BIG
-    if code == SHUTDOWN_CLOSE_CODE:  # 1001, as the idle timeout's
-        return IDLE_TIMEOUT if reason == IDLE_CLOSE_REASON else SHUTDOWN
-    return PROTOCOL_ERROR
+    if ending is Ending.INVALID:
+        return PROTOCOL_ERROR
+    if ending is not None or close_code is None:
+        return CLIENT_CLOSE  # its close frame, or gone without one
+    if close_code == SLOW_CLOSE_CODE:
+        return SLOW_SUBSCRIBER
+    if close_code == UPSTREAM_CLOSE_CODE:
+        return UPSTREAM_ERROR
+    return SHUTDOWN

@@ -25,6 +25,7 @@ the worker relies on it:
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import trio
@@ -115,6 +116,34 @@ class SocketStream(trio.abc.Stream):
                     continue
                 except OSError as err:
                     raise _stream_error(err) from None
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the file ``fd`` from ``offset`` with
+        ``os.sendfile`` (the kernel copies them; nothing is read into Python),
+        waiting for the socket as ``send_all`` does.  Returns the bytes sent:
+        fewer than ``count`` only when the file ended.  Always a checkpoint."""
+        sock = self.socket
+        await checkpoint_if_cancelled()
+        sent = 0
+        waited = False
+        while sent < count:
+            try:
+                done = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
+            except BlockingIOError:
+                waited = True
+                try:
+                    await wait_writable(sock)
+                except OSError as err:
+                    raise _stream_error(err) from None
+                continue
+            except OSError as err:
+                raise _stream_error(err) from None
+            if not done:
+                break
+            sent += done
+        if not waited:
+            await cancel_shielded_checkpoint()
+        return sent
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the kernel takes now, without waiting: the number of

@@ -35,11 +35,13 @@ import setproctitle
 import trio
 
 from nginxws import bus
+from nginxws.backend import Backend
 from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
 from nginxws.conf.model import (
     METRICS,
     STUB_STATUS,
     Config,
+    Location,
     Server,
     User,
     all_locations,
@@ -122,6 +124,9 @@ class Worker:
         self.bus: bus.Outbox | None = None
         self.sessions: set[Session] = set()
         self.send_watch = SendWatch()
+        self.backend = Backend(error_log)
+        if config.http is not None and any(_proxies(server.locations) for server in config.http.servers):
+            self.backend.warm()
         self._access_logs: dict[tuple, AccessLogger] = {}
         self._push_addresses: dict[int, tuple[PushAddress, ...]] = {}
         self._conn_ids = itertools.count(1)
@@ -248,13 +253,16 @@ class Worker:
                     self.error_log.emerg(problem)
             async with trio.open_nursery() as connections:
                 self.nursery = connections
+                self.backend.start(connections)
                 for server, listener in push_listeners:
                     connections.start_soon(self._accept_loop, listener, connections, server)
                 connections.start_soon(self._accept_clients, listeners, connections)
                 connections.start_soon(self.send_watch.run)
                 task_status.started(self._push_addresses)
                 await self._handle_signals(signals)
+                await self.backend.drain()  # the disconnects of the sessions just closed
                 connections.cancel_scope.cancel()
+            await self.backend.aclose()
 
     async def _accept_clients(self, listeners: list[Listener], connections: trio.Nursery) -> None:
         with self.accept_scope:
@@ -385,6 +393,11 @@ class Worker:
                 advertised = [PushAddress(name, port) for name in settings.push_host]
             self._push_addresses[id(server)] = tuple(dict.fromkeys(advertised))
         return opened
+
+
+def _proxies(locations: tuple[Location, ...]) -> bool:
+    """Whether a location here or nested has ``proxy_pass``."""
+    return any(location.proxy is not None or _proxies(location.locations) for location in locations)
 
 
 class PushBindError(NginxwsError):

@@ -15,6 +15,12 @@ writes as the client reads, under the worker's send watch (``send_timeout``
 between two successive writes).  While a backlog waits, the session reads
 no further (a client that sends without reading gets no more echoes), and
 the push listener answers 503 once ``push_queue`` frames wait.
+
+With ``websocket_message_request``, a client's message goes upstream
+instead (``backend.SessionLink.message``), from the session's own task,
+outside its timer scope: the session reads nothing more from the client
+until the answer is written, and a failed request closes it with 1011.
+Pushes and channel messages go on reaching the client meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
+from nginxws.backend import SessionLink, UpstreamFailed
 from nginxws.conf.model import Location, Server, WebSocket
+from nginxws.conf.variables import RequestVars
 from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
 from nginxws.log import Exchange
@@ -43,6 +51,7 @@ from nginxws.stats import (
     RECEIVED_BYTES,
     SENT_BYTES,
     STATUS_INDEX,
+    UPSTREAM_CLOSE_CODE,  # RFC 6455's 1011, "internal error": the backend failed a message
     close_reason,
 )
 from nginxws.session import (
@@ -52,6 +61,7 @@ from nginxws.session import (
     new_id,
     welcome_message,
 )
+from nginxws.upstream import Origin
 
 # One read.  An idle connection holds no read buffer (a read returns a
 # bytes object of what arrived), so a large one costs nothing while idle
@@ -60,6 +70,7 @@ RECEIVE_BYTES = 64 * 1024
 # nginx's status for a client that went away before the answer was complete.
 CLIENT_CLOSED_REQUEST = 499
 HANDSHAKE_101 = HANDSHAKES + STATUS_INDEX[101]
+UPSTREAM_CLOSE_REASON = "upstream failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,10 @@ class Upgrade:
     location: Location
     path: str
     channels: tuple[str, ...] = ()  # ``websocket_channels``, expanded and checked
+    # With ``websocket_*_request``: the handshake's variables (its headers go
+    # with every request to the backend) and how the error lines name it.
+    request: RequestVars | None = None
+    origin: Origin | None = None
 
 
 def negotiate(offers: tuple[str, ...], settings: WebSocket) -> tuple[list[Extension], bytes | None]:
@@ -119,7 +134,7 @@ class Session:
     """
 
     __slots__ = (
-        "proto", "stream", "bytes_sent", "bytes_received", "limit", "timed_out", "channels",
+        "proto", "stream", "bytes_sent", "bytes_received", "limit", "timed_out", "channels", "link",
         "_backlog", "_flushed", "_scope", "_nursery", "_watch", "_send_timeout", "_counters",
     )
 
@@ -132,6 +147,7 @@ class Session:
         self.limit = limit
         self.timed_out = False  # a write took over send_timeout: drop, no close handshake
         self.channels: set[str] | None = None  # the channels it joined (``channels.Channels``)
+        self.link: SessionLink | None = None  # its backend, with ``websocket_*_request``
         self._backlog: deque[memoryview] | None = None  # not None while the flusher runs
         self._flushed: trio.Event | None = None  # set when the flusher ends
         self._scope: trio.CancelScope | None = None  # the session task's current wait
@@ -267,6 +283,9 @@ class Session:
         """Read, answer and keep the timers until the session is done."""
         proto, stream = self.proto, self.stream
         while not proto.done:
+            if proto.pending is not None:
+                await self._upstream()
+                continue
             with trio.CancelScope(deadline=proto.deadline) as self._scope:
                 while not proto.done:
                     if self._backlog is not None:
@@ -279,13 +298,43 @@ class Session:
                     out = proto.receive(data or None, trio.current_time())
                     if out:
                         self.write(out)
+                    if proto.pending is not None:
+                        break
             self._scope = None
-            if not proto.done:
+            if proto.pending is None and not proto.done:
                 # The deadline passed (timers are checked lazily: a busy
                 # client moves them without touching the scope).
                 out = proto.tick(trio.current_time())
                 if out:
                     self.write(out)
+
+    async def _upstream(self) -> None:
+        """Send the pending message upstream and write the answer; then read on
+        (``resume``).  ``close`` and ``abort`` reach this wait as the read's."""
+        proto, link = self.proto, self.link
+        assert link is not None
+        with trio.CancelScope(deadline=proto.deadline if proto.closing else float("inf")) as self._scope:
+            try:
+                answer = await link.message(proto.pending)
+            except UpstreamFailed:
+                proto.pending = None
+                self._scope = None
+                self.close(UPSTREAM_CLOSE_CODE, UPSTREAM_CLOSE_REASON)
+                return
+        cancelled = self._scope.cancelled_caught
+        self._scope = None
+        if cancelled:  # the session ended (or its close timed out) meanwhile
+            proto.pending = None
+            return
+        if answer is not None:
+            frame = proto.message(answer)
+            if frame is None:
+                link.answer_lost()
+            else:
+                self.write(frame)
+        out = proto.resume(trio.current_time())
+        if out:
+            self.write(out)
 
     async def finish(self) -> None:
         """Let what is left to write (a close frame) out, bounded; the
@@ -365,6 +414,13 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
                       watch=worker.send_watch, send_timeout=location.settings.send_timeout, counters=counters)
     push_id = new_id()
     channels = upgrade.channels
+    if location.backend is not None:
+        session.link = SessionLink(
+            worker.backend, server, location.backend, upgrade.request, upgrade.origin, conn, push_id,
+            welcome_message(push_id, worker.push_addresses(server), upgrade.path), channels,
+            settings.max_message_size,
+        )
+        proto.upstream = location.backend.message is not None
     if settings.welcome:
         first += proto.message(welcome_message(push_id, worker.push_addresses(server), upgrade.path))
     if upgrade.trailing:
@@ -384,6 +440,8 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     try:
         session.write(first)
         del first  # the 101 and the welcome are not kept while the session lasts
+        if session.link is not None:
+            session.link.connected()
         await session.serve()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if session.bytes_sent == 0:
@@ -394,9 +452,11 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
             worker.channels.leave_all(session)
         worker.remove_session(session)
         counters[clients] -= 1
-        counters[CLOSED + close_reason(proto.close_code, proto.close_reason, session.timed_out)] += 1
+        counters[CLOSED + close_reason(proto.how_ended, proto.close_code, session.timed_out)] += 1
         counters[RECEIVED_BYTES] += session.bytes_received
         counters[SENT_BYTES] += session.bytes_sent
+        if session.link is not None:
+            session.link.disconnected(proto.close_code)
         if worker.log_info:
             if session.timed_out:
                 worker.error_log.info("client timed out while sending to client", conn=conn)

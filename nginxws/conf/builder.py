@@ -12,9 +12,17 @@ for ignored and refuses refused directives itself.  Handlers
 (``nginxws.conf.handlers``) only turn one statement into draft values.
 
 Path rules (nginx's ``ngx_conf_full_name``): the main file and ``pid``,
-``error_log`` and ``access_log`` paths are relative to the prefix (``-p``);
-``include`` paths are relative to the main file's directory.  The model
-holds absolute paths; ``stderr`` stays ``stderr``.
+``error_log``, ``access_log`` and ``root``/``alias`` paths are relative to
+the prefix (``-p``); ``include`` paths are relative to the main file's
+directory.  The model holds absolute paths; ``stderr`` stays ``stderr``.
+One exception: ``include mime.types`` where the main file's directory has
+no such file reads the copy of Debian's ``mime.types`` that nginxws ships
+(``MIME_TYPES``), so that a configuration written for nginx loads from a
+wheel install too.
+
+A ``types`` block holds no directives: each line of it is a type and its
+extensions (``text/html html htm;``), or an ``include`` of more such lines,
+as in nginx's ``ngx_http_core_types``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
+import importlib.resources
 import os
 
 from nginxws.access import AccessRules, ClientCheck
@@ -34,10 +43,12 @@ from nginxws.conf.drafts import (
     LocationDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, Context
+from nginxws.conf.handlers import CHANNELS_WITHOUT_WEBSOCKET, REQUEST_WITHOUT_WEBSOCKET, Context, mime_type
 from nginxws.conf.model import (
     DEFAULT_WORKER_CONNECTIONS,
+    FILE_SETTINGS,
     AccessLog,
+    BackendRequests,
     Config,
     ErrorLog,
     Http,
@@ -57,6 +68,8 @@ DEFAULT_ERROR_LOG = "logs/error.log"
 DEFAULT_ACCESS_LOG = "logs/access.log"
 MAX_DEPTH = 100  # nested blocks and includes; deeper is surely a mistake, and Python's stack is finite
 _GLOB_CHARS = frozenset("*?[")
+TYPES = "types"  # the context of a types block's lines
+MIME_TYPES = "mime.types"
 
 
 class Build:
@@ -102,6 +115,8 @@ class Build:
         """The ``include`` directive: one file, or every file a glob matches, in order."""
         name = st.args[0]
         full = name if name.startswith("/") else self.conf_prefix + name
+        if name == MIME_TYPES and not os.path.exists(full):
+            full = shipped_mime_types()
         paths = sorted(glob.glob(full)) if _GLOB_CHARS.intersection(full) else [full]
         for path in paths:
             self.run_file(path, st, self._context, draft)
@@ -113,8 +128,9 @@ class Build:
         try:
             if self._depth > MAX_DEPTH and statements:
                 raise statements[0].error(f"blocks and includes are nested deeper than {MAX_DEPTH} levels")
+            run = self._type if context == TYPES else self._run
             for st in statements:
-                self._run(st, context, draft)
+                run(st, context, draft)
         finally:
             self._depth -= 1
             self._context = outer
@@ -143,6 +159,17 @@ class Build:
             self.walk(st.block or (), directive.name, directive.handler(self.ctx, st, draft))
         else:
             directive.handler(self.ctx, st, draft)
+
+    def _type(self, st: Statement, context: str, table: dict[str, str]) -> None:
+        """One line of a ``types`` block: a type, or an ``include`` of more."""
+        if st.block is not None:
+            raise st.error('unexpected "{"')
+        if st.name != INCLUDE:
+            mime_type(self.ctx, st, table)
+        elif len(st.args) != 1:
+            raise st.error('invalid number of arguments in "include" directive')
+        else:
+            self.include(st, table)
 
     # -- freezing -------------------------------------------------------------
 
@@ -190,14 +217,24 @@ class Build:
                     locations=tuple(_location(loc, srv_settings, srv_settings) for loc in srv.locations),
                     return_=srv.return_,
                     where=srv.where,
+                    try_files=srv.try_files,
                 )
             )
         for server in servers:
             self._check_push_settings(server)
+        self._check_stored_variables()
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
         http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats, redis=draft.redis)
         self.ctx.warnings += conflicting_server_names(http)
         return http
+
+    def _check_stored_variables(self) -> None:
+        """Every variable a value reads that is none of nginx's must be set by an
+        ``auth_request_set`` somewhere: nginx checks this once the configuration
+        is read (``ngx_http_variables_init_vars``); the first use is reported."""
+        for name, st in self.ctx.stored_used:
+            if name not in self.ctx.stored_defined:
+                raise st.error(f'unknown "{name}" variable')
 
     def _check_push_settings(self, server: Server) -> None:
         """Warn where a location's push_listen/push_host cannot apply.
@@ -233,6 +270,9 @@ def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
         changes["push_access"] = AccessRules.compile(level.push_access)
     if level.real_ip_from:
         changes["set_real_ip_from"] = tuple(level.real_ip_from)
+    files = {name: changes.pop(name) for name in FILE_SETTINGS.intersection(changes)}
+    if files:
+        changes["files"] = dataclasses.replace(parent.files, **files)
     merged = dataclasses.replace(parent, **changes)  # type: ignore[arg-type]
     if changes.keys() & {"set_real_ip_from", "real_ip_header", "real_ip_recursive"}:
         # Each of the three is inherited on its own, as nginx merges them.
@@ -264,6 +304,8 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
         # nginx checks what one directive needs of another when it merges
         # (after the http block), at the place of the directive that needs it.
         raise draft.channels_at.error(CHANNELS_WITHOUT_WEBSOCKET)
+    if draft.backend_at is not None and draft.websocket is None:
+        raise draft.backend_at.error(REQUEST_WITHOUT_WEBSOCKET.format(name=draft.backend_at.name))
     settings = _checked(_merge(parent, draft), server)
     return Location(
         modifier=draft.modifier,
@@ -275,6 +317,10 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
         return_=draft.return_,
         locations=tuple(_location(loc, settings, server) for loc in draft.locations),
         where=draft.where,
+        try_files=draft.try_files,
+        internal=draft.internal,
+        proxy=draft.proxy,
+        backend=BackendRequests(**draft.backend) if draft.backend else None,
         report=draft.report,
     )
 
@@ -287,6 +333,11 @@ def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen
     return dataclasses.replace(
         listen, reuseport=options.reuseport, backlog=options.backlog, ipv6only=options.ipv6only
     )
+
+
+def shipped_mime_types() -> str:
+    """The path of the ``mime.types`` that nginxws ships (Debian's nginx's)."""
+    return str(importlib.resources.files("nginxws.conf") / MIME_TYPES)
 
 
 def load(

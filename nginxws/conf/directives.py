@@ -14,8 +14,8 @@ Three kinds of entries:
 * ignored: the directive is accepted so that a stock nginx.conf loads, and
   every occurrence gives ``[warn] "x" directive is ignored``;
 * refused: the directive would change what nginx does in a way nginxws
-  cannot honour (proxying, TLS, access control...), so it is an ``[emerg]``
-  wherever it appears.
+  cannot honour (TLS, access control, the ``proxy_*`` directives other than
+  those of the backend...), so it is an ``[emerg]`` wherever it appears.
 
 An entry whose name ends in ``*`` covers a family (``gzip_*``).
 """
@@ -283,6 +283,120 @@ SUPPORTED_DIRECTIVES = (
            "While Redis cannot be reached, a publish is answered 503. Needs the `coredis` "
            "package (`pip install \"nginxws[redis]\"`) and `master_process on`. `-t` checks "
            "the syntax, not the network. See [scaling.md](scaling.md)."),
+    # -- static files (docs/static.md) -------------------------------------------
+    _d("root", HTTP_ANY, TAKE1, h.root,
+       syntax="root path;",
+       doc="The directory files are served from: the request's URI is appended to it "
+           "(`root /var/www;` serves `/a/b.html` from `/var/www/a/b.html`). A relative path is "
+           "relative to the prefix. The path may hold variables (`$host`, captures). nginx's "
+           "default is `root html;`: nginxws serves files only where a `root` or `alias` is given. "
+           "See [static.md](static.md)."),
+    _d("alias", {LOCATION}, TAKE1, h.root,
+       syntax="alias path;",
+       doc="A replacement for the location's part of the URI: `location /i/ { alias /data/img/; }` "
+           "serves `/i/a.gif` from `/data/img/a.gif`. In a regular expression location the path "
+           "is the whole file path, usually with captures: `alias /data/img/$1;`. Not allowed "
+           "with `root` on the same level, nor in a named location."),
+    _d("index", HTTP_ANY, ONE_MORE, h.index,
+       syntax="index file ...;", default="index index.html;",
+       doc="The files tried, in order, for a URI that ends in `/`; the first that exists is "
+           "served through an internal redirect (so another location may serve it). The last "
+           "may be an absolute URI, redirected to without a check."),
+    _d("try_files", {SERVER, LOCATION}, TWO_MORE, h.try_files,
+       syntax="try_files file ... uri;\ntry_files file ... =code;",
+       doc="Tries the files in order (a name ending in `/` must be a directory) and serves the "
+           "first that exists; when none does, redirects internally to the last argument, a URI "
+           "or a named location (`@name`), or answers `=code`. Names may hold variables "
+           "(`$uri`). Not inherited."),
+    _d("types", HTTP_ANY, NOARGS, h.types, block=True,
+       syntax="types { ... }",
+       default="types { text/html html; image/gif gif; image/jpeg jpg; }",
+       doc="Maps file name extensions (any case) to the `Content-Type` of the answer. A level "
+           "with a `types` block replaces what it would inherit. `include mime.types;` reads "
+           "the file next to the configuration, or the copy of Debian's `mime.types` nginxws "
+           "ships when there is none."),
+    _d("default_type", HTTP_ANY, TAKE1, h.default_type,
+       syntax="default_type mime-type;", default="default_type text/plain;",
+       doc="The `Content-Type` of a file whose extension `types` does not name."),
+    _d("autoindex", HTTP_ANY, TAKE1, h.autoindex,
+       syntax="autoindex off;", default="autoindex off;",
+       doc="Directory listings are never made: a directory without an index file is 403, as in "
+           "nginx with `autoindex off`. `autoindex on` is an error."),
+    _d("etag", HTTP_ANY, TAKE1, h.flag,
+       syntax="etag on | off;", default="etag on;",
+       doc="Whether files are answered with an `ETag` (nginx's: the modification time and the "
+           "size in hex, `\"5f3e2a1b-2c4\"`), which `If-None-Match` and `If-Match` compare."),
+    _d("if_modified_since", HTTP_ANY, TAKE1, h.if_modified_since,
+       syntax="if_modified_since off | exact | before;", default="if_modified_since exact;",
+       doc="How `If-Modified-Since` is compared with a file's modification time for a 304: "
+           "`exact` (the same second), `before` (the same or later), or `off` (never 304 on "
+           "a date)."),
+    _d("log_not_found", HTTP_ANY, TAKE1, h.flag,
+       syntax="log_not_found on | off;", default="log_not_found on;",
+       doc="Whether a file not found is written to the error log (`[error] open() \"...\" "
+           "failed (2: No such file or directory)`)."),
+    # -- the backend (docs/backend.md) -------------------------------------------
+    _d("auth_request", HTTP_ANY, TAKE1, h.auth_request,
+       syntax="auth_request uri | off;", default="auth_request off;",
+       doc="Admits a request (a WebSocket handshake, a publish) only if a subrequest to `uri` in the "
+           "same server answers 2xx, before the 101; 401 and 403 are passed to the client (with "
+           "`WWW-Authenticate`), any other answer or an unreachable backend gives 500, as nginx's "
+           "auth_request module. See [backend.md](backend.md#auth_request)."),
+    _d("auth_request_set", HTTP_ANY, TAKE2, h.auth_request_set,
+       syntax="auth_request_set $variable value;",
+       doc="Sets `$variable` to `value` once the `auth_request` subrequest is answered: "
+           "`auth_request_set $user $upstream_http_x_user;` (the value may read the answer's "
+           "`$upstream_status` and `$upstream_http_NAME`). The variable may then be used in "
+           "`websocket_channels` and `proxy_set_header` anywhere in the configuration."),
+    _d("proxy_pass", {LOCATION}, TAKE1, h.proxy_pass,
+       syntax="proxy_pass URL;",
+       doc="Sends the subrequests of this location (`auth_request`, `websocket_*_request`) to an "
+           "HTTP/1.1 upstream, `http://host[:port][/uri]`, over the worker's keep-alive pool. With "
+           "a URI part, it replaces the part of the request URI that matched the location; "
+           "without, the URI is passed unchanged. `https`, unix sockets, variables and `upstream` "
+           "blocks are not supported. See [backend.md](backend.md#proxy_pass)."),
+    _d("proxy_set_header", HTTP_ANY, TAKE2, h.proxy_set_header,
+       syntax="proxy_set_header field value;", default="proxy_set_header Host $proxy_host;",
+       doc="A header of the upstream request, replacing the client's header of that name; an empty "
+           "value sends none. A level that sets none inherits the enclosing level's."),
+    _d("proxy_http_version", HTTP_ANY, TAKE1, h.proxy_http_version,
+       syntax="proxy_http_version 1.1;", default="proxy_http_version 1.1;",
+       doc="nginxws always speaks HTTP/1.1 to upstreams and keeps the connections alive (nginx's "
+           "default is 1.0 with `Connection: close`); `1.1` is accepted so that configurations "
+           "written for nginx's keep-alive load unchanged, `1.0` is refused."),
+    _d("proxy_pass_request_body", HTTP_ANY, TAKE1, h.flag,
+       syntax="proxy_pass_request_body on | off;", default="proxy_pass_request_body on;",
+       doc="Whether the subrequest's body (a session's event or message) is sent upstream."),
+    _d("proxy_pass_request_headers", HTTP_ANY, TAKE1, h.flag,
+       syntax="proxy_pass_request_headers on | off;", default="proxy_pass_request_headers on;",
+       doc="Whether the client's request headers (its cookies, `Authorization`...) are sent upstream."),
+    _d("proxy_connect_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_connect_timeout time;", default="proxy_connect_timeout 60s;",
+       doc="How long connecting to the upstream may take (and waiting for a connection of the "
+           "worker's pool when all are busy)."),
+    _d("proxy_read_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_read_timeout time;", default="proxy_read_timeout 60s;",
+       doc="How long the upstream may pause between two reads of its answer."),
+    _d("proxy_send_timeout", HTTP_ANY, TAKE1, h.seconds,
+       syntax="proxy_send_timeout time;", default="proxy_send_timeout 60s;",
+       doc="How long the upstream may pause between two writes of the request."),
+    _d("internal", {LOCATION}, NOARGS, h.internal,
+       syntax="internal;",
+       doc="Only subrequests reach the location; a client's request to it is answered 404."),
+    _d("websocket_connect_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_connect_request uri;",
+       doc="A POST to `uri` when a session of this `websocket` location starts, with its push ID "
+           "and URLs; sent without delaying the session, retried a bounded number of times. See "
+           "[backend.md](backend.md#websocket_connect_request)."),
+    _d("websocket_disconnect_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_disconnect_request uri;",
+       doc="A POST to `uri` when a session of this `websocket` location ends; as "
+           "`websocket_connect_request`."),
+    _d("websocket_message_request", {LOCATION}, TAKE1, h.websocket_request,
+       syntax="websocket_message_request uri;",
+       doc="Each message of a client of this `websocket` location is POSTed to `uri` instead of "
+           "echoed; a 2xx answer with a body is sent back to that client. See "
+           "[backend.md](backend.md#websocket_message_request)."),
     # -- status and metrics (docs/status.md) -------------------------------------
     _d(STUB_STATUS, {LOCATION}, (0, 1), h.report,
        syntax="stub_status;",
@@ -310,19 +424,18 @@ IGNORED_DIRECTIVES = tuple(
         ("worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
          "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
         ("use multi_accept accept_mutex accept_mutex_delay worker_aio_requests", {EVENTS}, False),
-        ("types", HTTP_ANY, True),
-        ("sendfile sendfile_max_chunk tcp_nopush default_type types_hash_max_size "
+        ("sendfile sendfile_max_chunk tcp_nopush types_hash_max_size "
          "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
          "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
          "gzip gzip_* gunzip ssl_protocols ssl_prefer_server_ciphers ssl_ciphers ssl_session_cache "
-         "ssl_session_timeout ssl_session_tickets root alias index autoindex try_files charset "
-         "source_charset charset_types expires add_header etag if_modified_since "
+         "ssl_session_timeout ssl_session_tickets charset "
+         "source_charset charset_types expires add_header "
          "server_name_in_redirect port_in_redirect absolute_redirect msie_padding msie_refresh "
          "reset_timedout_connection lingering_close lingering_time lingering_timeout "
          "keepalive_requests keepalive_time keepalive_disable client_body_buffer_size "
          "client_body_temp_path client_body_in_file_only client_body_in_single_buffer "
          "open_file_cache open_file_cache_valid open_file_cache_min_uses open_file_cache_errors "
-         "open_log_file_cache output_buffers postpone_output directio aio log_not_found "
+         "open_log_file_cache output_buffers postpone_output directio aio "
          "log_subrequest resolver resolver_timeout error_page recursive_error_pages "
          "ignore_invalid_headers underscores_in_headers merge_slashes chunked_transfer_encoding "
          "limit_rate limit_rate_after", HTTP_ANY, False),
@@ -334,9 +447,9 @@ REFUSED_DIRECTIVES = tuple(
     _d(name, ANY_CONTEXT, ANY, None, kind=REFUSED)
     for name in (
         "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
-        "if set rewrite break limit_except auth_basic auth_basic_user_file auth_request "
-        "auth_request_set satisfy map geo split_clients limit_req limit_req_zone limit_conn "
-        "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link"
+        "if set rewrite break limit_except auth_basic auth_basic_user_file "
+        "satisfy map geo split_clients limit_req limit_req_zone limit_conn "
+        "limit_conn_zone sub_filter stream mail js_* perl_* mirror secure_link disable_symlinks"
     ).split()
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nginxws.access import AccessRule
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Redis, Return, WebSocket, Where
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, ProxyPass, Redis, Return, TryFiles, WebSocket, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.variables import ComplexValue
 from nginxws.inet import Cidr
@@ -41,7 +41,9 @@ class LocationDraft(LevelDraft):
     ``captures`` are the named groups of this location's regex and of the
     regex locations around it: the names its values may use as variables.
     ``channels_at`` is the ``websocket_channels`` statement, for the check
-    that the location also has ``websocket``.
+    that the location also has ``websocket``; ``backend`` holds the URIs of
+    the ``websocket_*_request`` directives by name, ``backend_at`` the first
+    of them, for the same check.
     """
 
     modifier: str = ""
@@ -54,6 +56,11 @@ class LocationDraft(LevelDraft):
     publish: ComplexValue | None = None
     return_: Return | None = None
     locations: list[LocationDraft] = field(default_factory=list)
+    try_files: TryFiles | None = None
+    internal: bool = False
+    proxy: ProxyPass | None = None
+    backend: dict[str, str] = field(default_factory=dict)
+    backend_at: Statement | None = None
     report: str | None = None  # stub_status, websocket_metrics or websocket_health
 
     @property
@@ -71,6 +78,7 @@ class ServerDraft(LevelDraft):
     server_names: list[str] = field(default_factory=list)
     locations: list[LocationDraft] = field(default_factory=list)
     return_: Return | None = None
+    try_files: TryFiles | None = None
 
 
 @dataclass

@@ -10,8 +10,9 @@ number of arguments, and it does ``include``, ignored and refused
 directives itself: no handler reads files or walks statements.
 
 ``ctx`` (:class:`Context`) is all a handler may ask of the load beyond its
-own draft: paths made absolute, host names resolved, warnings, and the
-http block's shared tables (log formats, listen addresses).
+own draft: paths made absolute, host names resolved, warnings, the http
+block's shared tables (log formats, listen addresses), and the variables
+``auth_request_set`` defines and the values that read them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grp
 import importlib.util
 import os
 import pwd
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from nginxws.conf.drafts import (
     ServerDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, User, Where
+from nginxws.conf.model import AccessLog, DocumentRoot, ErrorLog, Listen, ProxyPass, Return, TryFiles, User, Where
 from nginxws.conf.redis import RedisUrlError, parse_redis
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
@@ -49,7 +51,7 @@ from nginxws.conf.values import (
     parse_size,
     regex_error,
 )
-from nginxws.conf.variables import ComplexValue, ComplexValueError, compile_value
+from nginxws.conf.variables import ComplexValue, ComplexValueError, builtin, compile_value
 from nginxws.conf.websocket import WebSocketArgError, parse_websocket
 from nginxws.inet import UNIX, Cidr, host_cidr, parse_addr, parse_cidr
 
@@ -62,6 +64,10 @@ class Context:
     resolve: Resolve = resolve_host  # host names -> addresses, asked once per name
     main: MainDraft = field(default_factory=MainDraft)
     warnings: list[ConfigError] = field(default_factory=list)
+    # Variables auth_request_set defines, and every stored variable a value
+    # reads with its statement: checked once the configuration is read (builder).
+    stored_defined: set[str] = field(default_factory=set)
+    stored_used: list[tuple[str, Statement]] = field(default_factory=list)
 
     @property
     def http(self) -> HttpDraft:
@@ -77,6 +83,16 @@ class Context:
         """Record a ``[warn]`` placed at ``st``."""
         self.warnings.append(ConfigError(message, st.file, st.line, level="warn"))
 
+    def value(self, st: Statement, text: str, captures: frozenset[str] = frozenset()) -> ComplexValue:
+        """``text`` compiled as a value of ``st`` (nginx's message on error); the
+        stored variables it reads are remembered for the check at the end."""
+        try:
+            value = compile_value(text, captures=captures, stored=True)
+        except ComplexValueError as err:
+            raise st.error(str(err)) from None
+        self.stored_used.extend((name, st) for name in value.stored)
+        return value
+
 
 Handler = Callable[[Context, Statement, Any], Any]
 
@@ -90,6 +106,7 @@ LISTEN_UNSUPPORTED = frozenset(
 ACCESS_LOG_UNSUPPORTED = frozenset("buffer gzip flush if".split())
 WEBSOCKET_WITH_PUBLISH = '"{name}" directive is not allowed in a location with "{other}"'
 CHANNELS_WITHOUT_WEBSOCKET = '"websocket_channels" directive requires "websocket" in the same location'
+REQUEST_WITHOUT_WEBSOCKET = '"{name}" directive requires "websocket" in the same location'
 USER_NEEDS_ROOT = (
     'the "user" directive makes sense only if the master process runs with super-user privileges, ignored'
 )
@@ -460,12 +477,24 @@ def return_(ctx: Context, st: Statement, draft: ServerDraft | LocationDraft) -> 
         draft.return_ = ret
 
 
+def _content(draft: LocationDraft) -> str | None:
+    """The directive that already gives the location its content: a location
+    has at most one of ``websocket``, ``websocket_publish``, ``proxy_pass``,
+    ``stub_status``, ``websocket_metrics`` and ``websocket_health``."""
+    if draft.websocket is not None:
+        return "websocket"
+    if draft.publish is not None:
+        return "websocket_publish"
+    if draft.report is not None:
+        return draft.report
+    return "proxy_pass" if draft.proxy is not None else None
+
+
 def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
     if draft.websocket is not None:
         raise st.error('"websocket" directive is duplicate')
-    if draft.publish is not None:
-        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket", other="websocket_publish"))
-    _no_report(st, draft)
+    if (other := _content(draft)) is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket", other=other))
     try:
         ws = parse_websocket(st.args, ctx.resolve)
     except WebSocketArgError as err:
@@ -482,17 +511,14 @@ def websocket(ctx: Context, st: Statement, draft: LocationDraft) -> None:
 # -- channels -----------------------------------------------------------------
 
 
-def _channel(st: Statement, text: str, draft: LocationDraft) -> ComplexValue:
+def _channel(ctx: Context, st: Statement, text: str, draft: LocationDraft) -> ComplexValue:
     """One channel name as written, compiled; refused when no request could make it valid.
 
     A value without variables must be a channel name; the text around the
     variables of any other value must consist of channel characters (at most
     128 of them), since every evaluation contains it.
     """
-    try:
-        value = compile_value(text, captures=draft.captures)
-    except ComplexValueError as err:
-        raise st.error(str(err)) from None
+    value = ctx.value(st, text, draft.captures)
     literal = "".join(value.literals)
     if not (valid_channel(literal) if value.constant else valid_channel_part(literal)):
         raise st.error(f'invalid channel name "{text}"')
@@ -504,7 +530,7 @@ def websocket_channels(ctx: Context, st: Statement, draft: LocationDraft) -> Non
     configuration has been read, see ``builder``)."""
     if draft.channels is not None:
         raise st.error('"websocket_channels" directive is duplicate')
-    draft.channels = tuple(_channel(st, text, draft) for text in st.args)
+    draft.channels = tuple(_channel(ctx, st, text, draft) for text in st.args)
     draft.channels_at = st
 
 
@@ -512,10 +538,117 @@ def websocket_publish(ctx: Context, st: Statement, draft: LocationDraft) -> None
     """Makes the location a publish endpoint for one channel."""
     if draft.publish is not None:
         raise st.error('"websocket_publish" directive is duplicate')
-    if draft.websocket is not None:
-        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket_publish", other="websocket"))
-    _no_report(st, draft)
-    draft.publish = _channel(st, st.args[0], draft)
+    if (other := _content(draft)) is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket_publish", other=other))
+    draft.publish = _channel(ctx, st, st.args[0], draft)
+
+
+# -- the backend (docs/backend.md) ------------------------------------------------
+
+
+def _uri(st: Statement, text: str) -> str:
+    """A subrequest's URI: a path in this server, maybe with arguments."""
+    if not text.startswith("/"):
+        raise st.error(f'invalid URI "{text}" in "{st.name}" directive, it must start with "/"')
+    return text
+
+
+def auth_request(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """The subrequest that admits a request (``off``: none, where one is inherited)."""
+    if st.name in draft.values:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    draft.values[st.name] = None if st.args[0] == "off" else _uri(st, st.args[0])
+
+
+_VARIABLE_NAME = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
+
+
+def auth_request_set(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """``auth_request_set $variable value``: defines the variable for the whole configuration."""
+    written, text = st.args
+    if not _VARIABLE_NAME.fullmatch(written):
+        raise st.error(f'invalid variable name "{written}"')
+    name = written[1:].lower()
+    if builtin(name):
+        raise st.error(f'the duplicate "{name}" variable')
+    ctx.stored_defined.add(name)
+    pairs = draft.values.get(st.name, ())
+    draft.values[st.name] = (*pairs, (name, ctx.value(st, text)))  # type: ignore[misc]
+
+
+def proxy_set_header(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """A header of the upstream request; an empty value sends none."""
+    field_name, text = st.args
+    pairs = draft.values.get(st.name, ())
+    draft.values[st.name] = (*pairs, (field_name, ctx.value(st, text)))  # type: ignore[misc]
+
+
+_URI_PART_REFUSED = (
+    '"proxy_pass" cannot have URI part in location given by regular expression, '
+    'or inside named location, or inside "if" statement, or inside "limit_except" block'
+)
+
+
+def proxy_pass(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """``proxy_pass http://host[:port][/uri]``: the host is resolved now, once."""
+    if draft.proxy is not None:
+        raise st.error('"proxy_pass" directive is duplicate')
+    if (other := _content(draft)) is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="proxy_pass", other=other))
+    url = st.args[0]
+    if "$" in url:
+        raise st.error('"proxy_pass" with variables is not supported by nginxws')
+    if url[:8].lower() == "https://":
+        raise st.error('"proxy_pass" to https is not supported by nginxws')
+    if url[:7].lower() != "http://":
+        raise st.error(f'invalid URL prefix in "{url}"')
+    rest = url[7:]
+    if rest[:5].lower() == "unix:":
+        raise st.error('"proxy_pass" to a unix socket is not supported by nginxws')
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, uri = rest[:cut], rest[cut:] or None
+    if uri is not None and draft.modifier in ("~", "~*", "@"):
+        raise st.error(_URI_PART_REFUSED)
+    try:
+        address = parse_address(authority, wildcard=None, resolve=ctx.resolve) if authority else None
+    except AddressError as err:
+        raise st.error(f'{err} in upstream "{rest}"') from None
+    if address is None or address.host is None:
+        raise st.error(f'no host in upstream "{rest}"')
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    draft.proxy = ProxyPass(url, host, address.port or 80, address.addresses, uri)
+
+
+def proxy_http_version(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """Accepted for the configurations that ask for keep-alive (``1.1``), which nginxws always does."""
+    if st.name in draft.values:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    version = st.args[0]
+    if version not in ("1.0", "1.1"):
+        raise st.error(f'invalid value "{version}" in "{st.name}" directive, it must be "1.0" or "1.1"')
+    if version == "1.0":
+        raise st.error('"proxy_http_version 1.0" is not supported by nginxws: it speaks HTTP/1.1 with '
+                       "keep-alive to upstreams")
+    draft.values[st.name] = version
+
+
+def internal(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """Only subrequests reach the location; a client's request to it is 404."""
+    if draft.internal:
+        raise st.error('"internal" directive is duplicate')
+    draft.internal = True
+
+
+def websocket_request(ctx: Context, st: Statement, draft: LocationDraft) -> None:
+    """``websocket_connect_request``, ``websocket_disconnect_request``,
+    ``websocket_message_request``: the URI of the session's subrequest (the
+    ``websocket`` they require is checked once the configuration is read)."""
+    kind = st.name[len("websocket_") : -len("_request")]
+    if kind in draft.backend:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    draft.backend[kind] = _uri(st, st.args[0])
+    if draft.backend_at is None:
+        draft.backend_at = st
 
 
 # -- channels across hosts ----------------------------------------------------
@@ -542,24 +675,117 @@ def websocket_redis(ctx: Context, st: Statement, draft: HttpDraft) -> None:
     draft.redis_at = st
 
 
+# -- static files -------------------------------------------------------------
+
+IF_MODIFIED_SINCE = ("off", "exact", "before")
+AUTOINDEX_ON = '"autoindex on" is not supported by nginxws: it lists no directories'
+
+
+def _compile(st: Statement, text: str, draft: Any) -> ComplexValue:
+    try:
+        return compile_value(text, captures=getattr(draft, "captures", frozenset()))
+    except ComplexValueError as err:
+        raise st.error(str(err)) from None
+
+
+def root(ctx: Context, st: Statement, draft: Any) -> None:
+    """``root`` and ``alias`` (ngx_http_core_root): one of them per level."""
+    alias = st.name == "alias"
+    found: DocumentRoot | None = draft.values.get("root")
+    if found is not None:
+        if (found.alias is not None) == alias:
+            raise st.error(f'"{st.name}" directive is duplicate')
+        raise st.error(f'"{st.name}" directive is duplicate, "{found.directive}" directive was specified earlier')
+    if alias and draft.modifier == "@":
+        raise st.error('the "alias" directive cannot be used inside the named location')
+    text = st.args[0]
+    for name in ("document_root", "realpath_root"):
+        if f"${name}" in text or f"${{{name}}}" in text:
+            raise st.error(f'the ${name} variable cannot be used in the "{st.name}" directive')
+    absolute = text.startswith("/")
+    if not alias and text.endswith("/"):
+        text = text[:-1]
+    value = _compile(st, text, draft)
+    if value.constant and not absolute:
+        value = _compile(st, ctx.path(text), draft)  # a constant path is made absolute once, here
+    if not alias:
+        draft.values["root"] = DocumentRoot(value, ctx.prefix)
+    elif draft.modifier in ("~", "~*"):
+        draft.values["root"] = DocumentRoot(value, ctx.prefix, alias=0, whole=True)
+    else:
+        draft.values["root"] = DocumentRoot(value, ctx.prefix, alias=len(draft.pattern))
+
+
+def index(ctx: Context, st: Statement, draft: Any) -> None:
+    """``index``: the names add up over the directives of one level."""
+    last = len(st.args) - 1
+    for i, text in enumerate(st.args):
+        if text.startswith("/") and i != last:
+            ctx.warn(st, 'only the last index in "index" directive should be absolute')
+        if not text:
+            raise st.error(f'index "{st.args[0]}" in "index" directive is invalid')  # sic: nginx names the first
+    names = tuple(_compile(st, text, draft) for text in st.args)
+    draft.values["index"] = draft.values.get("index", ()) + names
+
+
+def try_files(ctx: Context, st: Statement, draft: ServerDraft | LocationDraft) -> None:
+    """``try_files``: the files, then the fallback (``=code``, ``@name`` or a URI)."""
+    if draft.try_files is not None:
+        raise st.error('"try_files" directive is duplicate')
+    *names, last = st.args
+    files = []
+    for text in names:
+        wants_directory = text.endswith("/")
+        files.append((_compile(st, text[:-1] if wants_directory else text, draft), wants_directory))
+    code = None
+    if last.startswith("="):
+        code = parse_int(last[1:])
+        if code is None or code > 999:
+            raise st.error(f'invalid code "{last}"')
+    draft.try_files = TryFiles(tuple(files), _compile(st, last, draft), code or None)
+
+
+def types(ctx: Context, st: Statement, draft: Any) -> dict[str, str]:
+    """A ``types`` block: its lines go into the level's table (every block of
+    one level adds to one table, which replaces the inherited one)."""
+    return draft.values.setdefault("types", {})
+
+
+def mime_type(ctx: Context, st: Statement, table: dict[str, str]) -> None:
+    """One line of a ``types`` block: ``type extension ...;`` (ngx_http_core_type)."""
+    for extension in st.args:
+        extension = extension.encode().lower().decode()  # ASCII letters only, as ngx_hash_strlow
+        previous = table.get(extension)
+        if previous is not None:
+            ctx.warn(st, f'duplicate extension "{extension}", content type: "{st.name}", '
+                         f'previous content type: "{previous}"')
+        table[extension] = st.name
+
+
+def autoindex(ctx: Context, st: Statement, draft: Any) -> None:
+    """``autoindex off`` only: nginxws never lists a directory (so nothing is recorded)."""
+    value = parse_flag(st.args[0])
+    if value is None:
+        raise st.error(FLAG_INVALID.format(name=st.name, value=st.args[0]))
+    if value:
+        raise st.error(AUTOINDEX_ON)
+
+
+default_type = slot(lambda text: text, "")
+if_modified_since = slot(lambda text: text if text in IF_MODIFIED_SINCE else None, 'invalid value "{value}"')
+
+
 # -- status and metrics -----------------------------------------------------------
 
 
 def report(ctx: Context, st: Statement, draft: LocationDraft) -> None:
     """``stub_status``, ``websocket_metrics``, ``websocket_health``: the location
-    answers with the host's state.  One per location, and not with
-    ``websocket`` or ``websocket_publish``; ``stub_status`` takes (and
+    answers with the host's state.  One content directive per location
+    (``_content``); ``stub_status`` takes (and
     ignores) one argument, as nginx's does since ``stub_status on`` became
     ``stub_status``."""
     if draft.report == st.name:
         raise st.error(f'"{st.name}" directive is duplicate')
-    _no_report(st, draft)
-    for other, present in (("websocket", draft.websocket), ("websocket_publish", draft.publish)):
-        if present is not None:
-            raise st.error(WEBSOCKET_WITH_PUBLISH.format(name=st.name, other=other))
+    if (other := _content(draft)) is not None:
+        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name=st.name, other=other))
     draft.report = st.name
-
-
-def _no_report(st: Statement, draft: LocationDraft) -> None:
-    if draft.report is not None:
-        raise st.error(WEBSOCKET_WITH_PUBLISH.format(name=st.name, other=draft.report))

@@ -17,6 +17,7 @@ Rules the builder keeps, so that the runtime never has to:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ DEFAULT_CLIENT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_PUSH_QUEUE = 64  # messages waiting for one slow client before 503
+DEFAULT_PROXY_TIMEOUT = 60.0  # proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,107 @@ class Return:
     text: str | None = None
 
 
+# -- static files: root, alias, index, try_files, types --------------------------
+
+# nginx's built-in types, used where no level has a ``types`` block
+# (ngx_http_core_default_types).
+DEFAULT_TYPES = {"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+DEFAULT_INDEX = (ComplexValue("index.html", ("index.html",)),)
+DEFAULT_TYPE = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRoot:
+    """``root`` or ``alias``: where a location's files are.
+
+    ``path`` is the directive's value, compiled (it may hold variables);
+    ``prefix`` makes a relative result absolute.  For ``root`` the request's
+    URI is appended to the path.  For ``alias``, ``alias`` is the length of
+    the location's name, the part of the URI the path replaces; in a regex
+    location (``whole``) the path is the file's whole path, as nginx has it.
+    As nginx does, a nested location without its own inherits it.
+    """
+
+    path: ComplexValue
+    prefix: str  # absolute, ending in "/"
+    alias: int | None = None
+    whole: bool = False
+
+    @property
+    def directive(self) -> str:
+        return "root" if self.alias is None else "alias"
+
+
+@dataclass(frozen=True, slots=True)
+class TryFiles:
+    """``try_files file ... fallback``: the names tried in order, and what
+    answers when none exists (a ``=code``, a ``@name`` or a URI, as written)."""
+
+    files: tuple[tuple[ComplexValue, bool], ...]  # (name without its trailing "/", a directory is wanted)
+    fallback: ComplexValue
+    code: int | None = None  # the fallback is "=code"
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """The settings of static files that merge down from http to location.
+
+    ``root`` None: no ``root`` or ``alias`` anywhere above, so the location
+    serves no files (nginx would use ``html`` under the prefix).
+    """
+
+    root: DocumentRoot | None = None
+    index: tuple[ComplexValue, ...] = DEFAULT_INDEX
+    types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TYPES))  # extension -> type
+    default_type: str = DEFAULT_TYPE
+    etag: bool = True
+    if_modified_since: str = "exact"  # off | exact | before
+    log_not_found: bool = True
+
+
+FILE_SETTINGS = frozenset(f.name for f in dataclasses.fields(FileSettings))
+
+
+# -- the backend: auth_request, proxy_pass, the websocket_*_request directives -----
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPass:
+    """``proxy_pass http://host[:port][/uri]`` of one location.
+
+    ``host`` is as written (a name, an address, ``[::1]``); ``addresses``
+    are what it resolved to when the configuration was loaded, as for
+    :class:`Listen`.  ``uri`` is the URI part (``/auth`` of
+    ``http://127.0.0.1:9000/auth``, ``/`` of ``http://h/``), None when the
+    URL has none: the request's own URI is then passed unchanged.
+    """
+
+    url: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    uri: str | None = None
+
+    @property
+    def proxy_host(self) -> str:
+        """nginx's ``$proxy_host``: the host as written, with the port unless it is 80."""
+        return self.host if self.port == 80 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequests:
+    """The ``websocket_connect_request``, ``websocket_disconnect_request`` and
+    ``websocket_message_request`` URIs of one ``websocket`` location."""
+
+    connect: str | None = None
+    disconnect: str | None = None
+    message: str | None = None
+
+
+# A header of ``proxy_set_header`` or a variable of ``auth_request_set``: a name and its value.
+NamedValue = tuple[str, ComplexValue]
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The http-level settings that merge down to server and location."""
@@ -152,6 +255,7 @@ class HttpSettings:
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     server_tokens: bool = True
     tcp_nodelay: bool = True  # off: a WebSocket session's socket runs Nagle's algorithm
+    files: FileSettings = FileSettings()  # root, alias, index, types...
     access_logs: tuple[AccessLog, ...] = ()  # () = access_log off
     error_logs: tuple[ErrorLog, ...] = ()
     # -- who may be served, and who the client is (nginxws.access, nginxws.realip)
@@ -164,6 +268,17 @@ class HttpSettings:
     # What a request to this level goes through before it is served; None:
     # nothing, so that a request there pays one attribute test.
     check: ClientCheck | None = None
+    # The backend (docs/backend.md): the subrequest of ``auth_request`` (None: off)
+    # and what its answer sets; how ``proxy_pass`` talks to an upstream.
+    auth_request: str | None = None
+    auth_request_set: tuple[NamedValue, ...] = ()
+    proxy_set_header: tuple[NamedValue, ...] = ()
+    proxy_pass_request_body: bool = True
+    proxy_pass_request_headers: bool = True
+    proxy_connect_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_read_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_send_timeout: float = DEFAULT_PROXY_TIMEOUT
+    proxy_http_version: str = "1.1"  # the only one nginxws speaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +290,10 @@ class Location:
     with ``websocket``) are the channels a client joins at its handshake;
     ``publish`` (``websocket_publish``, never with ``websocket``) makes the
     location a publish endpoint for the channel it names.  Neither is
-    inherited by nested locations.
+    inherited by nested locations.  ``internal`` locations answer only
+    subrequests (a client gets 404); ``proxy`` (``proxy_pass``) sends the
+    subrequests to an upstream; ``backend`` (only with ``websocket``) names
+    the subrequests a session makes.  None of the three is inherited either.
     """
 
     modifier: str
@@ -187,6 +305,10 @@ class Location:
     return_: Return | None = None
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)
+    try_files: TryFiles | None = None  # not inherited
+    internal: bool = False
+    proxy: ProxyPass | None = None
+    backend: BackendRequests | None = None
     report: str | None = None  # STUB_STATUS, METRICS or HEALTH: the location answers with the host's state
 
 
@@ -251,6 +373,7 @@ class Server:
     locations: tuple[Location, ...] = ()
     return_: Return | None = None
     where: Where | None = field(default=None, compare=False)
+    try_files: TryFiles | None = None  # for requests no location matches
 
 
 @dataclass(frozen=True, slots=True)

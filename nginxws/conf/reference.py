@@ -38,8 +38,8 @@ def render() -> str:
     parts.append(
         "## Ignored directives\n\n"
         "These are accepted where nginx accepts them, with any arguments, so that a stock "
-        "nginx.conf loads; each occurrence logs `[warn] \"name\" directive is ignored in file:line`. "
-        "A `types { }` block is skipped whole.\n\n" + _names(IGNORED_DIRECTIVES) + "\n"
+        "nginx.conf loads; each occurrence logs `[warn] \"name\" directive is ignored in file:line`.\n\n"
+        + _names(IGNORED_DIRECTIVES) + "\n"
     )
     parts.append(
         "## Refused directives\n\n"

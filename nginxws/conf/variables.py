@@ -4,8 +4,9 @@ nginx compiles an argument such as ``room-$arg_room`` once, when it reads
 the configuration (``ngx_http_compile_complex_value``), into literal text
 and variable references; a request then only looks the variables up.  This
 module does the same for the directives that take such values
-(``websocket_channels``, ``websocket_publish``), and holds the one scanner
-of ``$name`` / ``${name}`` that ``log_format`` (``nginxws.log``) uses too.
+(``websocket_channels``, ``websocket_publish``, ``auth_request_set``,
+``proxy_set_header``), and holds the one scanner of ``$name`` / ``${name}``
+that ``log_format`` (``nginxws.log``) uses too.
 
 Rules, as ``ngx_http_script_compile`` has them:
 
@@ -21,7 +22,20 @@ Rules, as ``ngx_http_script_compile`` has them:
 * ``$`` at the end, or followed by nothing a name may start with, is
   ``invalid variable name``; ``${name`` without ``}`` is ``the closing
   bracket in "name" variable is missing``; any other name is ``unknown
-  "name" variable``.
+  "name" variable``, unless the caller lets it be a *stored* variable
+  (``compile_value(..., stored=True)``): one that ``auth_request_set``
+  sets.  nginx checks those names once the whole configuration is read
+  (``ngx_http_variables_init_vars``), since the directive that defines one
+  may come after the one that uses it; the loader does the same with
+  :attr:`ComplexValue.stored`.
+
+Per request, a value reads the request (:class:`RequestVars`): its target,
+headers and address; the variables ``auth_request_set`` stored for it
+(``variables``, nginx's ``r->variables``); and, while an upstream request
+is being built or answered, that exchange (``upstream``: ``$proxy_host``,
+``$upstream_status``, ``$upstream_http_NAME``).  Outside one, the
+``$upstream_*`` variables are empty, as in nginx's main request after an
+``auth_request`` subrequest: ``auth_request_set`` is how a value gets out.
 
 Values are the request's bytes decoded as latin-1, so that no byte is lost;
 what is missing is the empty string, as nginx's "not found" is in a complex
@@ -33,7 +47,7 @@ that pickles (the model goes to the worker processes).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -106,8 +120,23 @@ def scan(text: str, *, numbered_captures: bool = False) -> Iterator[str | Refere
 # -- what a value reads of a request --------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """The upstream exchange a value is evaluated in (``$proxy_host``,
+    ``$upstream_status``, ``$upstream_http_NAME``): before the answer,
+    only ``proxy_host`` is known."""
+
+    proxy_host: str = ""
+    status: int | None = None
+    headers: Sequence[tuple[bytes, bytes]] = ()  # (lower-case name, value), in order
+
+
 class RequestVars(Protocol):
     """What evaluating a value reads of a request (nothing else is needed)."""
+
+    @property
+    def method(self) -> bytes:
+        """The request method (a subrequest reads its main request's, as nginx's ``$request_method``)."""
 
     @property
     def target(self) -> bytes:
@@ -133,6 +162,14 @@ class RequestVars(Protocol):
     def captures(self) -> re.Match[str] | None:
         """The match of the regex location that was chosen, if one was."""
 
+    @property
+    def variables(self) -> Mapping[str, str] | None:
+        """The values ``auth_request_set`` stored for the request, by lower-case name."""
+
+    @property
+    def upstream(self) -> Upstream | None:
+        """The upstream exchange being built or answered, if any."""
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -144,6 +181,9 @@ class Request:
     realip_remote_addr: str = ""
     uri: str = "/"
     captures: re.Match[str] | None = None
+    method: bytes = b"GET"
+    variables: Mapping[str, str] | None = None
+    upstream: Upstream | None = None
 
 
 def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -174,6 +214,17 @@ def _host(request: RequestVars) -> str:
     return "" if not host else host_name(host).decode("latin-1")
 
 
+def _forwarded_for(request: RequestVars) -> str:
+    """``$proxy_add_x_forwarded_for``: the request's X-Forwarded-For with the client's address added."""
+    sent = header_value(request.headers, b"x-forwarded-for")
+    return request.remote_addr if not sent else f"{sent.decode('latin-1')}, {request.remote_addr}"
+
+
+def _upstream_status(request: RequestVars) -> str:
+    upstream = request.upstream
+    return "" if upstream is None or upstream.status is None else str(upstream.status)
+
+
 # nginx's own variables that nginxws knows, by name.
 _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
     "uri": lambda r: r.uri,
@@ -183,6 +234,10 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
     "remote_addr": lambda r: r.remote_addr,
     "realip_remote_addr": lambda r: r.realip_remote_addr,
     "host": _host,
+    "request_method": lambda r: r.method.decode("latin-1"),
+    "proxy_host": lambda r: "" if r.upstream is None else r.upstream.proxy_host,
+    "proxy_add_x_forwarded_for": _forwarded_for,
+    "upstream_status": _upstream_status,
 }
 
 
@@ -192,7 +247,8 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
 @dataclass(frozen=True, slots=True)
 class RequestVariable:
     """``$uri``, ``$request_uri``, ``$args``, ``$query_string``, ``$remote_addr``,
-    ``$realip_remote_addr`` or ``$host``."""
+    ``$realip_remote_addr``, ``$host``, ``$request_method``, ``$proxy_host``,
+    ``$proxy_add_x_forwarded_for`` or ``$upstream_status``."""
 
     name: str
 
@@ -287,14 +343,48 @@ class Capture:
         return found or ""
 
 
-Variable = RequestVariable | Argument | Header | Cookie | Capture
+@dataclass(frozen=True, slots=True)
+class UpstreamHeader:
+    """``$upstream_http_NAME``: header NAME of the upstream answer being read
+    (``_`` stands for ``-``; repeated lines joined with ``", "``)."""
+
+    name: bytes  # lower case, with "-"
+
+    def value(self, request: RequestVars) -> str:
+        upstream = request.upstream
+        if upstream is None:
+            return ""
+        found = header_value(upstream.headers, self.name)
+        return "" if found is None else found.decode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A variable ``auth_request_set`` sets (``$user``): the value stored for
+    the request, empty until one is."""
+
+    name: str  # lower case
+
+    def value(self, request: RequestVars) -> str:
+        stored = request.variables
+        return "" if stored is None else stored.get(self.name, "")
+
+
+Variable = RequestVariable | Argument | Header | Cookie | Capture | UpstreamHeader | Stored
 
 # Prefixed families: prefix -> the reference for the rest of the name (which must not be empty).
 _PREFIXES: tuple[tuple[str, Callable[[str], Variable]], ...] = (
     ("arg_", lambda rest: Argument(b"&" + rest.encode() + b"=")),
     ("http_", lambda rest: Header(rest.replace("_", "-").encode())),
     ("cookie_", lambda rest: Cookie(rest.encode())),
+    ("upstream_http_", lambda rest: UpstreamHeader(rest.replace("_", "-").encode())),
 )
+
+
+def builtin(name: str) -> bool:
+    """Whether ``name`` (lower case) is one of nginx's own variables or of its
+    prefixed families, which ``auth_request_set`` may not set."""
+    return name in _REQUEST_VARIABLES or any(name.startswith(prefix) for prefix, _ in _PREFIXES)
 
 
 # -- compiled values ----------------------------------------------------------------
@@ -330,8 +420,14 @@ class ComplexValue:
         """The literal pieces: text every value of it contains."""
         return tuple(p for p in self.parts if isinstance(p, str))
 
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The names of the stored variables it reads (each must be set by some
+        ``auth_request_set`` of the configuration)."""
+        return tuple(dict.fromkeys(p.name for p in self.parts if isinstance(p, Stored)))
 
-def _variable(ref: Reference, named: dict[str, str]) -> Variable:
+
+def _variable(ref: Reference, named: dict[str, str], stored: bool) -> Variable:
     if ref.capture is not None:
         return Capture(ref.capture)
     name = ref.name.lower()
@@ -342,17 +438,24 @@ def _variable(ref: Reference, named: dict[str, str]) -> Variable:
     for prefix, make in _PREFIXES:
         if name.startswith(prefix) and len(name) > len(prefix):
             return make(name[len(prefix) :])
+    if stored and not builtin(name) and not name.isdigit():
+        return Stored(name)
     raise ComplexValueError(f'unknown "{name}" variable')
 
 
-def compile_value(text: str, *, captures: frozenset[str] = frozenset()) -> ComplexValue:
+def compile_value(text: str, *, captures: frozenset[str] = frozenset(), stored: bool = False) -> ComplexValue:
     """Compile ``text`` as nginx compiles a complex value (see the module docstring).
 
     ``captures`` are the named groups the value may use as variables.
+    ``stored``: a name that is no other variable is a :class:`Stored` one,
+    which the caller checks against the names ``auth_request_set`` defines
+    once the configuration is read (:attr:`ComplexValue.stored`); without
+    it, such a name is an error at once.
     Raises :class:`ComplexValueError` with nginx's message; as in nginx, a
     malformed reference anywhere in the text is reported before an unknown
     name.
     """
     pieces = list(scan(text, numbered_captures=True))
     named = {name.lower(): name for name in captures}
-    return ComplexValue(text, tuple(p if isinstance(p, str) else _variable(p, named) for p in pieces))
+    parts = tuple(p if isinstance(p, str) else _variable(p, named, stored) for p in pieces)
+    return ComplexValue(text, parts)

@@ -1,26 +1,31 @@
-"""A real browser: headless Chromium connects with its own ``WebSocket``.
+"""A real browser: headless Chromium loads the demo page from nginxws and
+connects with its own ``WebSocket``.
 
-The demo page (``docs/demo/index.html``) is served by a tiny static server on
-loopback; Playwright drives Debian's ``/usr/bin/chromium`` (never a
-downloaded browser).  ``tests/browser/install.sh`` installs both; when they
-are missing these tests fail and say so, since CI installs them.
+The page is the one nginxws ships (``nginxws/demo/index.html``, from the
+package the tests import), served by the ``root`` of ``sample.conf`` or of
+a test configuration.  Playwright drives Debian's ``/usr/bin/chromium``
+(never a downloaded browser).  ``tests/browser/install.sh`` installs both;
+when they are missing these tests fail and say so, since CI installs them.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
+import re
+import subprocess
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
+from support.clients import PUSH_URL
+
+import nginxws
 
 pytestmark = pytest.mark.apt
 
 CHROMIUM = Path("/usr/bin/chromium")
-DEMO = Path(__file__).resolve().parents[2] / "docs" / "demo"
+DEMO = Path(nginxws.__file__).resolve().parent / "demo"
+REPOSITORY = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPOSITORY / "docs" / "demo" / "page.png"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -31,26 +36,18 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 WAIT_MS = 10_000
+RECONNECT_MS = 30_000  # the page's backoff: a few attempts while the server restarts
 INSTALL_HINT = "run tests/browser/install.sh (apt chromium, pip playwright)"
+DEMO_LOCATION = f"location / {{ root {DEMO}; }}"
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def demo_url():
-    """``demo_url(ws_url)``: the demo page's address on a static server of its own."""
-    handler = functools.partial(_QuietHandler, directory=str(DEMO))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    port = httpd.server_address[1]
-    yield lambda ws_url: f"http://127.0.0.1:{port}/index.html?ws={quote(ws_url, safe='')}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+def demo_conf(port: int, publish_port: int) -> str:
+    """sample.conf as ``make run`` serves it, on free ports, its root the page of the package."""
+    text = (REPOSITORY / "sample.conf").read_text()
+    assert "root  nginxws/demo;" in text
+    return (text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+            .replace("127.0.0.1:8081", f"127.0.0.1:{publish_port}")
+            .replace("root  nginxws/demo;", f"root  {DEMO};"))
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +68,16 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     yield page
     context.close()
 
 
-def open_demo(page, demo_url, server) -> str:
-    """Load the demo page on ``server``; its push URL once the welcome arrived."""
-    page.goto(demo_url(server.url))
+def open_demo(page, url: str) -> str:
+    """Load the demo page; its push URL once the welcome arrived."""
+    page.goto(url)
     page.wait_for_function("document.getElementById('push-url').textContent !== ''")
     assert page.text_content("#state") == "open"
     return page.text_content("#push-url")
@@ -90,7 +87,58 @@ def shown(page, count: int) -> list[tuple[str, str]]:
     """The first ``count`` messages the page lists, as (kind, text)."""
     page.wait_for_function(f"document.querySelectorAll('#messages li').length >= {count}")
     items = page.query_selector_all("#messages li")
-    return [(item.get_attribute("class"), item.text_content()) for item in items]
+    return [(item.get_attribute("class"), item.query_selector(".data").text_content()) for item in items]
+
+
+def run_command(line: str) -> str:
+    """A command line copied from the page, run as a user would paste it."""
+    result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, (line, result.stderr)
+    return result.stdout
+
+
+def test_the_demo_page_of_sample_conf_shows_its_push_url_and_what_is_pushed_and_published(
+        run_nginxws, free_port, page):
+    port, publish_port = free_port(), free_port()
+    run_nginxws(demo_conf(port, publish_port))
+    push_url = open_demo(page, f"http://127.0.0.1:{port}/?pub=http://127.0.0.1:{publish_port}/pub")
+    assert PUSH_URL.fullmatch(push_url)["host"] == "127.0.0.1"
+    assert page.text_content("#url") == f"ws://127.0.0.1:{port}/ws?room=lobby"
+    assert page.text_content("#room") == "lobby"
+    push, binary, publish = (page.text_content(f"#{name}") for name in ("push-curl", "push-curl-binary", "publish-curl"))
+    assert push == f"curl --data 'hello from curl' '{push_url}'"
+    assert publish == f"curl --data 'hello, lobby' 'http://127.0.0.1:{publish_port}/pub?channel=lobby'"
+    # What the page tells a user to paste does what it says.
+    assert run_command(push) == ""  # 204
+    assert run_command(binary) == ""
+    # sample.conf runs a worker per core: the page's may or may not be the one that took the publish.
+    assert re.fullmatch(r'\{"channel": "lobby", "local_subscribers": [01]\}\n', run_command(publish))
+    assert httpx.post(push_url, content="héllo wörld 😀 ✓".encode(), timeout=5).status_code == 204
+    assert shown(page, 4) == [
+        ("text", "hello from curl"),
+        ("binary", "binary 4 bytes: 00 01 fe ff"),
+        ("text", "hello, lobby"),
+        ("text", "héllo wörld 😀 ✓"),
+    ]
+    assert page.text_content("#last").endswith(" ago")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_the_page_reconnects_when_the_server_restarts(run_nginxws, free_port, page):
+    port, publish_port = free_port(), free_port()
+    conf = demo_conf(port, publish_port)
+    server = run_nginxws(conf)
+    first = open_demo(page, f"http://127.0.0.1:{port}/")
+    assert server.stop() == []
+    page.wait_for_function("document.getElementById('state').textContent === 'waiting'")
+    assert "reconnecting in" in page.text_content("#detail")
+    run_nginxws(conf)
+    page.wait_for_function(f"document.getElementById('push-url').textContent !== {first!r}", timeout=RECONNECT_MS)
+    assert page.text_content("#state") == "open"
+    second = page.text_content("#push-url")
+    assert httpx.post(second, content=b"after the restart", timeout=5).status_code == 204
+    assert shown(page, 1) == [("text", "after the restart")]
 
 
 @pytest.mark.parametrize("websocket", [
@@ -100,9 +148,9 @@ def shown(page, count: int) -> list[tuple[str, str]]:
     "deflate=on",
     "deflate=on deflate_no_context_takeover=off deflate_window_bits=9",
 ])
-def test_browser_shows_pushed_text_utf8_and_binary(start_server, demo_url, page, websocket):
-    server = start_server(websocket=websocket)
-    push_url = open_demo(page, demo_url, server)
+def test_browser_shows_pushed_text_utf8_and_binary(start_server, page, websocket):
+    server = start_server(websocket=websocket, locations=DEMO_LOCATION)
+    push_url = open_demo(page, f"http://127.0.0.1:{server.port}/")
     agreed = page.evaluate("ws.extensions")  # the demo page's WebSocket
     assert agreed.startswith("permessage-deflate") if "deflate=on" in websocket else agreed == ""
     pushes = [
@@ -119,12 +167,13 @@ def test_browser_shows_pushed_text_utf8_and_binary(start_server, demo_url, page,
     ]
 
 
-def test_browser_pongs_keep_it_alive_past_idleintvl(start_server, demo_url, page):
-    server = start_server(websocket="pingintvl=300 idleintvl=900")
-    push_url = open_demo(page, demo_url, server)
+def test_browser_pongs_keep_it_alive_past_idleintvl(start_server, page):
+    server = start_server(websocket="pingintvl=300 idleintvl=900", locations=DEMO_LOCATION)
+    push_url = open_demo(page, f"http://127.0.0.1:{server.port}/")
     # The page never sends anything itself: only its automatic pongs answer
     # the server's pings.  Without them it would be closed 1001 after 0.9 s.
     page.wait_for_timeout(3000)
     assert page.text_content("#state") == "open"
+    assert page.text_content("#uptime") != "0 s (not connected)"
     assert httpx.post(push_url, content=b"still here", timeout=5).status_code == 204
     assert shown(page, 1) == [("text", "still here")]

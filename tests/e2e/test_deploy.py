@@ -95,6 +95,7 @@ def test_the_wheel_holds_every_module_and_the_grammar(tmp_path: Path) -> None:
     modules = {str(path.relative_to(REPOSITORY)) for path in (REPOSITORY / "nginxws").rglob("*.py")}
     assert modules <= names, modules - names
     assert "nginxws/grammar/nginx.lark" in names
+    assert {"nginxws/demo/index.html", "nginxws/conf/mime.types"} <= names  # the demo page, include mime.types
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
 
 

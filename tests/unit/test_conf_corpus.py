@@ -108,14 +108,24 @@ def test_stock_debian_config_with_websocket_location_loads(monkeypatch: pytest.M
     )
     ignored = [w.message.split('"')[1] for w in cfg.warnings]
     assert ignored == [
-        "user", "sendfile", "tcp_nopush", "types_hash_max_size", "types", "default_type",
-        "ssl_protocols", "ssl_prefer_server_ciphers", "gzip", "root", "index", "try_files",
+        "user", "sendfile", "tcp_nopush", "types_hash_max_size", "ssl_protocols", "ssl_prefer_server_ciphers",
+        "gzip",
     ]  # fmt: skip
     assert str(cfg.warnings[0]) == (
         '[warn] the "user" directive makes sense only if the master process runs with super-user '
         f"privileges, ignored in {d}nginx.conf:1"
     )
-    assert str(cfg.warnings[4]) == f'[warn] "types" directive is ignored in {d}mime.types:2'
+    # The static files of the default site: root, index and try_files are served.
+    files = default.settings.files
+    assert (files.root.path.source, files.root.alias) == ("/var/www/html", None)
+    assert [name.source for name in files.index] == ["index.html", "index.htm", "index.nginx-debian.html"]
+    assert files.default_type == "application/octet-stream"
+    assert (files.types["html"], files.types["jpg"], files.types["exe"]) == (
+        "text/html", "image/jpeg", "application/octet-stream")
+    site = _location(default, "/")
+    assert site.settings.files == files
+    assert [(name.source, directory) for name, directory in site.try_files.files] == [("$uri", False), ("$uri", True)]
+    assert (site.try_files.fallback.source, site.try_files.code) == ("=404", 404)
 
 
 def test_original_module_example_loads() -> None:

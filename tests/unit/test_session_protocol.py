@@ -10,7 +10,7 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, T
 from wsproto.extensions import PerMessageDeflate
 
 from nginxws.conf.model import WebSocket
-from nginxws.session import CLOSE_TIMEOUT, SessionProtocol, Timers
+from nginxws.session import CLOSE_TIMEOUT, Ending, SessionProtocol, Timers
 from nginxws.wsconn import accept_response, negotiate
 
 PING, IDLE = 10.0, 15.0
@@ -105,18 +105,16 @@ def test_the_clients_close_is_answered_with_its_code_and_ends_the_session():
     assert peer.server.done
 
 
-def test_the_close_the_server_sent_first_is_kept_and_an_answer_to_the_clients_is_not():
+def test_how_a_session_ended_is_kept_unformatted_for_the_statistics():
     idle = Peer()
     idle.server.tick(IDLE)
-    assert (idle.server.close_code, idle.server.close_reason) == (1001, "idle timeout")
-    idle.server.close(1001, "server shutting down", IDLE + 1)  # closing already: nothing new
-    assert (idle.server.close_code, idle.server.close_reason) == (1001, "idle timeout")
+    assert (idle.server.how_ended, idle.server.close_code) == (Ending.IDLE, 1001)
     answered = Peer()
     answered.send(CloseConnection(1000, "bye"))
-    assert answered.server.close_code is None
-    broken = Peer()
-    broken.send(raw=b"\x81\x02hi")
-    assert broken.server.close_code == 1002
+    assert (answered.server.how_ended, answered.server.close_code) == (Ending.CLIENT_CLOSED, 1000)
+    stopped = Peer()
+    stopped.server.close(1001, "server shutting down", 1.0)
+    assert (stopped.server.how_ended, stopped.server.close_code) == (None, 1001)
 
 
 def test_eof_ends_the_session_quietly():

@@ -13,6 +13,7 @@ import pytest
 
 from nginxws import stats
 from nginxws.conf import load
+from nginxws.session import Ending
 from nginxws.stats import (
     CLIENTS,
     CLOSE_REASONS,
@@ -187,19 +188,22 @@ def test_a_long_location_name_is_cut_to_its_entry() -> None:
 # -- why sessions end -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "reason", "timed_out", "expected"), [
-    (None, "", False, "client_close"),
-    (1001, "idle timeout", False, "idle_timeout"),
-    (1001, "server shutting down", False, "shutdown"),
-    (1008, "slow subscriber", False, "slow_subscriber"),
-    (1009, "message too big", False, "message_too_big"),
-    (1002, "", False, "protocol_error"),
-    (1007, "", False, "protocol_error"),
-    (None, "", True, "slow_reader"),
-    (1001, "server shutting down", True, "slow_reader"),
+@pytest.mark.parametrize(("ending", "close_code", "timed_out", "expected"), [
+    (Ending.CLIENT_CLOSED, 1000, False, "client_close"),
+    (Ending.PREMATURE, 1006, False, "client_close"),
+    (None, None, False, "client_close"),  # the connection broke before any close
+    (Ending.IDLE, 1001, False, "idle_timeout"),
+    (Ending.TOO_BIG, 1009, False, "message_too_big"),
+    (Ending.INVALID, 1002, False, "protocol_error"),
+    (Ending.INVALID, 1007, False, "protocol_error"),
+    (None, 1001, False, "shutdown"),  # the server closed on its own account
+    (None, 1008, False, "slow_subscriber"),
+    (None, 1011, False, "upstream_error"),
+    (None, None, True, "slow_reader"),
+    (None, 1001, True, "slow_reader"),
 ])
-def test_close_reasons(code, reason, timed_out, expected) -> None:
-    assert CLOSE_REASONS[close_reason(code, reason, timed_out)] == expected
+def test_close_reasons(ending, close_code, timed_out, expected) -> None:
+    assert CLOSE_REASONS[close_reason(ending, close_code, timed_out)] == expected
 
 
 # -- the real region --------------------------------------------------------------------

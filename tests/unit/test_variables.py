@@ -21,6 +21,9 @@ from nginxws.conf.variables import (
     Reference,
     Request,
     RequestVariable,
+    Stored,
+    Upstream,
+    UpstreamHeader,
     compile_value,
     scan,
 )
@@ -247,9 +250,71 @@ def test_equal_texts_compile_to_equal_values() -> None:
     assert isinstance(compile_value("a"), ComplexValue)
 
 
+# -- the backend's variables: stored ones, the upstream exchange ---------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("$request_method", (RequestVariable("request_method"),)),
+        ("$proxy_host", (RequestVariable("proxy_host"),)),
+        ("$proxy_add_x_forwarded_for", (RequestVariable("proxy_add_x_forwarded_for"),)),
+        ("$upstream_status", (RequestVariable("upstream_status"),)),
+        ("$upstream_http_X_User", (UpstreamHeader(b"x-user"),)),
+    ],
+)
+def test_backend_variables_compile(text: str, parts: tuple) -> None:
+    assert compile_value(text).parts == parts
+
+
+def test_stored_variables_are_unknown_names_when_the_caller_allows_them() -> None:
+    value = compile_value("user:$User ${role}x $user", stored=True)
+    assert value.parts == ("user:", Stored("user"), " ", Stored("role"), "x ", Stored("user"))
+    assert value.stored == ("user", "role")
+    assert not value.constant
+    with pytest.raises(ComplexValueError, match='unknown "user" variable'):
+        compile_value("$user")
+
+
+@pytest.mark.parametrize("text", ["$arg_", "$http_", "$upstream_http_", "$0", "${1}"])
+def test_names_a_stored_variable_cannot_have_stay_unknown(text: str) -> None:
+    with pytest.raises(ComplexValueError, match="unknown"):
+        compile_value(text, stored=True)
+
+
+def test_a_named_capture_in_scope_wins_over_a_stored_variable() -> None:
+    assert compile_value("$room", captures=frozenset({"room"}), stored=True).parts == (Capture("room"),)
+
+
+def test_stored_variables_read_the_request_store_and_are_empty_until_set() -> None:
+    value = compile_value("[$user]", stored=True)
+    assert value.evaluate(Request()) == "[]"
+    assert value.evaluate(Request(variables={})) == "[]"
+    assert value.evaluate(Request(variables={"user": "alice"})) == "[alice]"
+
+
+def test_upstream_variables_read_the_exchange_and_are_empty_outside_one() -> None:
+    value = compile_value("$proxy_host $upstream_status $upstream_http_x_user")
+    assert value.evaluate(Request()) == "  "
+    assert value.evaluate(Request(upstream=Upstream("b:9000"))) == "b:9000  "
+    answered = Upstream("b:9000", 401, ((b"x-user", b"a"), (b"x-user", b"b")))
+    assert value.evaluate(Request(upstream=answered)) == "b:9000 401 a, b"
+
+
+def test_request_method_and_forwarded_for() -> None:
+    assert value_of("$request_method", Request(method=b"POST")) == "POST"
+    text = "$proxy_add_x_forwarded_for"
+    assert value_of(text, Request(remote_addr="10.0.0.7")) == "10.0.0.7"
+    sent = Request(remote_addr="10.0.0.7", headers=[(b"x-forwarded-for", b"1.2.3.4")])
+    assert value_of(text, sent) == "1.2.3.4, 10.0.0.7"
+
+
 def test_request_is_the_protocol_a_value_reads() -> None:
     # The runtime passes its own objects; the plain Request has exactly the fields evaluation reads.
-    assert Request.__slots__ == ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
+    assert Request.__slots__ == (
+        "target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures", "method", "variables",
+        "upstream",
+    )
 
 
 # -- any text -------------------------------------------------------------------------
