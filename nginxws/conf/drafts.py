@@ -26,6 +26,8 @@ class LevelDraft:
     error_logs: list[ErrorLog] = field(default_factory=list)
     access_logs: list[AccessLog] = field(default_factory=list)
     access_off: bool = False
+    # ngx_http_ssl_module's directives (http and server only): name -> value
+    ssl: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class AddressDraft:
     servers: list[ServerDraft] = field(default_factory=list)
     options: Listen | None = None
     has_default_server: bool = False
+    ssl: bool = False  # some listen of this address says ``ssl``: all are TLS
 
 
 @dataclass
