@@ -218,6 +218,14 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     return Answer(status, server, settings, read_body=True)
 
 
+def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer:
+    """nginx's answer to a plain HTTP request on a ``listen ... ssl`` port:
+    400 "The plain HTTP request was sent to HTTPS port", then close."""
+    server = group.select_server(target_host(request.target) or headers(request, ROUTING_HEADERS).get(b"host"))
+    return Answer(497, server, server.settings, close=True,
+                  log=("info", "client sent plain HTTP request to HTTPS port while reading client request headers"))
+
+
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
     """nginx's ``return``: a redirect, a text body, an error page, or 444."""
     code = answer.code
@@ -244,14 +252,20 @@ class FrontDoor:
     keep-alive connection waits ``keepalive_timeout``.
     """
 
-    __slots__ = ("worker", "stream", "local", "remote", "number", "_http", "_group")
+    __slots__ = ("worker", "stream", "local", "remote", "number", "_http", "_group", "_exchange")
 
-    def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int) -> None:
+    # What a request gets: ``decide``, or, on a TLS port's plain-HTTP
+    # connection, ``plain_http_to_https_port`` (``PlainHttpOnTlsPort``).
+    _decide = staticmethod(decide)
+
+    def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int,
+                 exchange: type[Exchange] = Exchange) -> None:
         self.worker = worker
         self.stream = stream
         self.local = local
         self.remote = remote
         self.number = number  # the connection's serial number ($connection)
+        self._exchange = exchange  # TlsExchange on TLS ($scheme)
         self._group = worker.router.servers_for(local)
         count, size = self._group.default_server.settings.large_client_header_buffers
         self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
@@ -271,7 +285,7 @@ class FrontDoor:
                         http.receive_data(await stream.receive_some(RECEIVE_BYTES))
                     if not http.trailing_data[0] and not http.trailing_data[1]:
                         return
-                exchange = Exchange(None, default, self.number)
+                exchange = self._exchange(None, default, self.number)
                 try:
                     event = await next_event(http, stream, trio.current_time() + settings.client_header_timeout)
                 except ClientTimeout:
@@ -284,7 +298,7 @@ class FrontDoor:
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0], self.remote)
+                decision = self._decide(event, self._group, http.trailing_data[0], self.remote)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -433,3 +447,12 @@ class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+class PlainHttpOnTlsPort(FrontDoor):
+    """A plain HTTP connection to a ``listen ... ssl`` port: each request is
+    read as usual and answered 400 "The plain HTTP request was sent to HTTPS
+    port", then the connection is closed (nginx's 497)."""
+
+    __slots__ = ()
+    _decide = staticmethod(plain_http_to_https_port)

@@ -25,11 +25,12 @@ LAZY_DELAY = 0.3  # seconds; nginx's NGX_TIMER_LAZY_DELAY
 # nginx's own reason phrases where they differ from the RFC's.
 _REASONS = {
     494: "Request Header Or Cookie Too Large",
+    497: "The plain HTTP request was sent to HTTPS port",
     413: "Request Entity Too Large",
     414: "Request-URI Too Large",
 }
 # nginx answers these internal codes on the wire with another status.
-_WIRE_STATUS = {494: 400}
+_WIRE_STATUS = {494: 400, 497: 400}
 
 
 class ClientTimeout(Exception):
@@ -75,7 +76,7 @@ def error_page(status: int, tokens: bool) -> bytes:
     """nginx's stock HTML error page for ``status``."""
     title = f"{_WIRE_STATUS.get(status, status)} {reason(status)}"
     head = f"<head><title>{title}</title></head>"
-    if status == 494:
+    if status in _WIRE_STATUS:
         center = f"<center><h1>{_WIRE_STATUS[status]} Bad Request</h1></center>\r\n<center>{reason(status)}</center>"
     else:
         center = f"<center><h1>{title}</h1></center>"

@@ -249,12 +249,15 @@ class AccessEntry:
     connection: int = 0
     server_name: str = ""
     server_port: int = 0
+    scheme: bytes = b"http"
 
 
 class Exchange:
     """One request as the access log sees it: an h11 request of the front
-    door, or a push listener's request (with the same four fields it reads)."""
+    door, or a push listener's request (with the same four fields it reads).
+    ``scheme`` is ``$scheme``: a TLS connection's exchanges are ``TlsExchange``."""
 
+    scheme = b"http"
     __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
 
     def __init__(self, request: Request | None, server: Server, conn: int) -> None:
@@ -281,7 +284,15 @@ class Exchange:
             connection=self.conn,
             server_name=self.server.server_names[0] if self.server.server_names else "",
             server_port=local[1] if isinstance(local, tuple) else 0,
+            scheme=self.scheme,
         )
+
+
+class TlsExchange(Exchange):
+    """An exchange over TLS (``$scheme`` is ``https``)."""
+
+    scheme = b"https"
+    __slots__ = ()
 
 
 class LogFormatError(NginxwsError, ValueError):
@@ -380,7 +391,7 @@ _VARIABLES: dict[str, Getter] = {
     "query_string": _args,
     "is_args": _is_args,
     "server_protocol": _server_protocol,
-    "scheme": lambda e, now: b"http",
+    "scheme": lambda e, now: e.scheme,
     "host": _host,
     "hostname": lambda e, now: socket.gethostname().encode(),
     "connection": lambda e, now: b"%d" % e.connection,

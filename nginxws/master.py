@@ -61,7 +61,8 @@ from nginxws.conf.model import Config, Listen
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
 from nginxws.listen_sockets import BindError, distinct_listens, open_listen
-from nginxws.worker import FAST_SHUTDOWN, PushBindError, Worker
+from nginxws.errors import NginxwsError
+from nginxws.worker import FAST_SHUTDOWN, Worker
 from nginxws.worker_process import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
 
 MASTER_TITLE = "nginxws: master process"
@@ -224,7 +225,7 @@ async def _serve_single(config: Config, listening: Listening, error_log: ErrorLo
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
-            except PushBindError as err:
+            except NginxwsError as err:  # a push port, a TLS file
                 error_log.log(err.level, err.text)
                 report.close()
                 return 1

@@ -141,13 +141,18 @@ class SocketStream(trio.abc.Stream):
 
 
 class Listener:
-    """A listening socket that hands out ``SocketStream`` connections."""
+    """A listening socket that hands out ``SocketStream`` connections.
 
-    __slots__ = ("socket",)
+    ``tls`` is what its connections need to speak TLS (``nginxws.tls``),
+    None for plain ones: the worker reads it once per listener.
+    """
+
+    __slots__ = ("socket", "tls")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.socket = sock
+        self.tls = None
 
     async def accept(self) -> SocketStream:
         sock = self.socket

@@ -99,12 +99,12 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
     """Serve until shutdown: 0, or ``FATAL_EXIT`` when the worker cannot start."""
     import trio
 
-    from nginxws.worker import PushBindError
+    from nginxws.errors import NginxwsError
 
     async with trio.open_nursery() as nursery:
         try:
             push_addresses = await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
-        except PushBindError as err:
+        except NginxwsError as err:  # a push port, a TLS file
             worker.error_log.log(err.level, err.text)
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
