@@ -131,21 +131,11 @@ def server_context(settings: Ssl) -> ssl.SSLContext:
         options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     if not settings.session_tickets:
         options |= ssl.OP_NO_TICKET
-    enabled = [(name, version) for name, version in _VERSIONS if name in settings.protocols]
-    if enabled:
-        context.minimum_version = enabled[0][1]
-        context.maximum_version = enabled[-1][1]
-        names = [name for name, _ in enabled]
-        # A gap in the list (TLSv1 TLSv1.2) is closed with OpenSSL's per-version
-        # switches, which the ssl module deprecates but still honours.
-        for name, _ in _VERSIONS[_VERSIONS.index(enabled[0]): _VERSIONS.index(enabled[-1])]:
-            if name not in names:
-                options |= _NO_VERSION[name]
-    else:
-        options |= ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1 | ssl.OP_NO_TLSv1_2 | ssl.OP_NO_TLSv1_3
     with warnings.catch_warnings():
+        # TLSv1, TLSv1.1 and OpenSSL's per-version switches are deprecated by
+        # the ssl module, and still honoured.
         warnings.simplefilter("ignore", DeprecationWarning)
-        context.options = options
+        context.options = _versions(context, settings.protocols, options)
     try:
         context.set_ciphers(settings.ciphers)
     except ssl.SSLError as err:
@@ -155,6 +145,20 @@ def server_context(settings: Ssl) -> ssl.SSLContext:
     for certificate in settings.certificates:
         load_certificate(context, certificate, settings.passwords)
     return context
+
+
+def _versions(context: ssl.SSLContext, protocols: tuple[str, ...], options: int) -> int:
+    """Set the lowest and highest version of ``protocols``; the options with
+    every version in between that is not named switched off."""
+    enabled = [(name, version) for name, version in _VERSIONS if name in protocols]
+    if not enabled:
+        return options | ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1 | ssl.OP_NO_TLSv1_2 | ssl.OP_NO_TLSv1_3
+    context.minimum_version = enabled[0][1]
+    context.maximum_version = enabled[-1][1]
+    for name, version in _VERSIONS[_VERSIONS.index(enabled[0]): _VERSIONS.index(enabled[-1])]:
+        if (name, version) not in enabled:
+            options |= _NO_VERSION[name]
+    return options
 
 
 def load_certificate(context: ssl.SSLContext, certificate: Certificate, passwords: tuple[bytes, ...] | None) -> None:
