@@ -203,7 +203,7 @@ SUPPORTED_DIRECTIVES = (
     _d("websocket", {LOCATION}, ANY, h.websocket,
        syntax="websocket [pingintvl=time] [idleintvl=time] [max_message_size=size] [welcome=on|off] "
               "[push_listen=address] [push_host=name[,name...]] [push_queue=number] [deflate=on|off] "
-              "[deflate_window_bits=9..15] [deflate_no_context_takeover=on|off];\n"
+              "[deflate_window_bits=9..15] [deflate_no_context_takeover=on|off] [push_ssl=on|off];\n"
               "websocket pingintvl idleintvl;",
        doc="Serves WebSocket connections on this location and push requests for them; see "
            "[The websocket directive](#the-websocket-directive)."),

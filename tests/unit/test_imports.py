@@ -21,7 +21,7 @@ import nginxws
 PACKAGE = Path(nginxws.__file__).resolve().parent
 # The modules that do I/O: the configuration must not reach into them.
 IO_MODULES = frozenset(
-    f"nginxws.{name}" for name in ("worker", "worker_process", "master", "frontdoor", "pushlistener", "wsconn", "streams", "http")
+    f"nginxws.{name}" for name in ("worker", "worker_process", "master", "frontdoor", "pushlistener", "wsconn", "streams", "http", "tls")
 )
 
 
