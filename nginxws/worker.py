@@ -272,10 +272,15 @@ class Worker:
         if server is None:
             settings = tls.group.default_server.settings
             deadline = trio.current_time() + settings.client_header_timeout
-            first = b""
+            first = None
             with trio.move_on_at(deadline):
                 first = await first_byte(stream)
-            if first and not looks_like_tls(first):
+            if first == b"":
+                self.error_log.info(f"client closed connection while SSL handshaking, {describe(local, remote)}",
+                                    conn=conn)
+                stream.close()
+                return
+            if first is not None and not looks_like_tls(first):
                 await PlainHttpOnTlsPort(self, stream, local, remote, conn).serve()
                 return
             secure: TlsStream | trio.SSLStream = TlsStream(stream, tls.context)

@@ -239,6 +239,9 @@ def test_bad_handshakes_are_answered_or_closed_and_the_worker_serves_on(
         sock.sendall(hello)
         sock.recv(1)
     wait_log(tmp_path, r"\[info\] .* peer closed connection in SSL handshake while SSL handshaking")
+    # A client that connects and leaves without a byte.
+    socket.create_connection(address, timeout=CLIENT_TIMEOUT).close()
+    wait_log(tmp_path, r"\[info\] .* client closed connection while SSL handshaking, client: 127\.0\.0\.1")
     # A client that refuses the server's certificate (it trusts another CA).
     stranger = Authority(tmp_path / "stranger", "someone else").client_context()
     with pytest.raises(ssl.SSLCertVerificationError):
