@@ -1,7 +1,7 @@
 """The subscribers of `bench/run.py fanout`: one of several processes, so that on a small
 machine the client keeps up with the server it measures.
 
-    python bench/fanout_load.py PORT PATH SUBSCRIBERS PUBLISHES
+    python bench/fanout_load.py PORT PATH SUBSCRIBERS PUBLISHES PAYLOAD READ_BATCH
 
 Opens SUBSCRIBERS WebSocket clients to ``ws://127.0.0.1:PORT{PATH}`` (loadgen's `WSClient`: an
 `asyncio.Protocol`, no task per message; on uvloop when it is installed), 100 handshakes at a
@@ -11,7 +11,9 @@ time, prints ``ready`` and then answers the parent's lines on stdin (shared.Cont
   message (a body starting with `WARMUP`), then prints ``primed MISSING``: how many have not.
   A subscriber counts as subscribed from its first warm-up message on; the parent publishes
   warm-ups until none is missing, then the measured messages.
-- ``go``: the measured phase begins (this process's CPU is counted from here).
+- ``go``: the measured phase begins (this process's CPU is counted from here).  From here on
+  each subscriber's socket wakes the client once READ_BATCH messages of PAYLOAD bytes wait in
+  it (``SO_RCVLOWAT``), and for each message of the last READ_BATCH - 1: see `Tally.go`.
 - ``report``: prints ``report DELIVERED VIOLATIONS LAST_NS CPU DROPPED`` at once: LAST_NS is
   `time.monotonic_ns()` at the last delivery (CLOCK_MONOTONIC, the parent's clock too), CPU this
   process's seconds since ``go``, DROPPED the subscribers whose connection has ended.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import socket
 import sys
 import time
 
@@ -63,8 +66,10 @@ def _cpu_seconds() -> float:
 class Tally:
     """What this process's subscribers received: deliveries, violations, who is primed."""
 
-    def __init__(self, subscribers: int, publishes: int) -> None:
+    def __init__(self, subscribers: int, publishes: int, payload: int = 0, read_batch: int = 1) -> None:
         self.publishes = publishes
+        self.frame_bytes = payload + (2 if payload < 126 else 4)  # a server's frame: no mask
+        self.read_batch = read_batch
         self.highest = [-1] * subscribers
         """The highest message number each subscriber has had."""
         self.primed = bytearray(subscribers)
@@ -84,6 +89,8 @@ class Tally:
                 self.highest[index] = seq
                 self.delivered += 1
                 self.last_ns = time.monotonic_ns()
+                if self.read_batch > 1 and seq == self.publishes - self.read_batch:
+                    self._low_water(self.clients[index], 1)  # the tail: one wake-up per message
                 return
         elif payload.startswith(WARMUP):
             if not self.primed[index]:
@@ -103,7 +110,25 @@ class Tally:
         return self.unprimed
 
     def go(self) -> None:
+        """The measured phase begins.
+
+        With ``read_batch`` > 1 each socket is readable only once that many messages wait in
+        it, so a subscriber costs the client one wake-up and one read per batch instead of per
+        message (a subscriber on another machine costs the server nothing to wake; on loopback
+        the sender pays the receiver's wake-up).  The server sends each frame at once either
+        way: only the client's reads are batched.  Near the end the threshold drops to one
+        byte, so the last messages are read, and timed, as they arrive.
+        """
+        if self.read_batch > 1 and self.publishes > self.read_batch:
+            for client in self.clients:
+                self._low_water(client, self.read_batch * self.frame_bytes)
         self.cpu_at_go = _cpu_seconds()
+
+    @staticmethod
+    def _low_water(client: loadgen.WSClient, size: int) -> None:
+        if client.transport is not None:
+            sock = client.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
 
     def report(self) -> None:
         dropped = sum(1 for client in self.clients if client.closed.done())
@@ -115,8 +140,9 @@ class Tally:
 
 async def main(argv: list[str]) -> None:
     port, path, subscribers, publishes = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
+    payload, read_batch = int(argv[4]), int(argv[5])
     control = Control(asyncio.get_running_loop())
-    tally = Tally(subscribers, publishes)
+    tally = Tally(subscribers, publishes, payload, read_batch)
     target = loadgen.Target(port, welcome=False, path=path)
     try:
         tally.clients = await loadgen.connect_clients(

@@ -144,20 +144,23 @@ def choose_systems(args: argparse.Namespace) -> list[SystemSpec]:
     default = "websockets" if args.smoke else "nginxws,websockets,nchan"
     unknown = (
         "bench: unknown system {!r} (nginxws, websockets, nchan; nginxws and websockets also "
-        f"with permessage-deflate as {', '.join('NAME-' + suffix for suffix in DEFLATE_VARIANTS)})"
+        f"with permessage-deflate as {', '.join('NAME-' + suffix for suffix in DEFLATE_VARIANTS)}; "
+        "nginxws-nagle: tcp_nodelay off)"
     )
     chosen: list[SystemSpec] = []
     for name in (args.systems or default).split(","):
         name = name.strip()
         kind, _, variant = name.partition("-")
-        deflate = DEFLATE_VARIANTS.get(variant) if variant else None
-        if variant and (deflate is None or kind == "nchan"):
+        nagle = variant == "nagle" and kind == "nginxws"
+        deflate = DEFLATE_VARIANTS.get(variant) if variant and not nagle else None
+        if variant and not nagle and (deflate is None or kind == "nchan"):
             sys.exit(unknown.format(name))
         if kind == "nginxws":
             workers = _worker_counts(args.nginxws_workers)
-            chosen += [SystemSpec(kind, n, deflate=deflate) for n in workers]
+            chosen += [SystemSpec(kind, n, deflate=deflate, nagle=nagle) for n in workers]
             if args.baseline_bin:
-                chosen += [SystemSpec(kind, n, baseline=True, deflate=deflate) for n in workers]
+                chosen += [SystemSpec(kind, n, baseline=True, deflate=deflate, nagle=nagle)
+                           for n in workers]
         elif kind == "nchan":
             chosen += [SystemSpec(kind, n) for n in _worker_counts(args.nchan_workers)]
         elif kind == "websockets":

@@ -90,12 +90,18 @@ def fanout_parser() -> argparse.ArgumentParser:
         smoke="50 subscribers, 10 publishes (a test, not a figure)",
     )
     add_system_options(
-        parser, "comma-separated: nginxws, nchan (default: both)", nchan_workers="1,2"
+        parser, "comma-separated: nginxws, nginxws-nagle (tcp_nodelay off, as nchan's "
+        "subscribers), nchan (default: all three)", nchan_workers="1,2"
     )
-    parser.set_defaults(systems="nginxws,nchan")
+    parser.set_defaults(systems="nginxws,nginxws-nagle,nchan")
     parser.add_argument("--subscribers", type=int, help="override the subscriber count (2,000)")
     parser.add_argument("--publishes", type=int, help="override the publish count (100)")
     parser.add_argument("--payload", type=int, help="override each message's bytes (64)")
+    parser.add_argument(
+        "--read-batch", type=int,
+        help="messages a subscriber's socket holds before the client reads them (default 10; "
+             "1: one wake-up per message)",
+    )
     parser.add_argument(
         "--client-processes", type=int,
         help="processes the subscribers are spread over (default: one per core)",

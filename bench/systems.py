@@ -76,12 +76,15 @@ class SystemSpec:
     """nginxws from `Tools.baseline` (another build, for before/after in one run)."""
     deflate: Deflate | None = None
     """permessage-deflate on (nginxws and the websockets peer); None: off, as by default."""
+    nagle: bool = False
+    """nginxws with ``tcp_nodelay off`` (``nginxws-nagle``): its sessions' sockets run Nagle's
+    algorithm, as nchan's WebSocket subscribers do."""
 
     @property
     def label(self) -> str:
         name = ("baseline" if self.baseline else self.kind) + (
             self.deflate.suffix if self.deflate else ""
-        )
+        ) + ("-nagle" if self.nagle else "")
         if self.kind == "websockets":
             return name
         return f"{name} {self.workers}w"
@@ -305,6 +308,7 @@ worker_rlimit_nofile {nofile};
 events {{ worker_connections 20000; }}
 http {{
     access_log off;
+{http}
 {servers}
 }}
 """
@@ -411,7 +415,9 @@ def start(
         else:
             parameters = spec.deflate.websocket_parameters if spec.deflate else ""
             servers = NGINXWS_PUSH.format(port=port, parameters=parameters)
-        conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, servers=servers))
+        http = "    tcp_nodelay off;" if spec.nagle else ""
+        conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, http=http,
+                                            servers=servers))
         binary = tools.baseline if spec.baseline else tools.nginxws
         command = [str(binary), "-p", f"{workdir}/", "-c", str(conf)]
         processes = 1 + spec.workers

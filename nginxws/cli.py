@@ -2,8 +2,13 @@
 
 The options, their parsing (flags may be combined, ``-tq``; an option's
 argument may be attached, ``-cfile``, or follow it) and every message are
-nginx's own, with ``nginxws`` for ``nginx``.  One difference: nginx's
-default prefix is compiled in, ours is the current directory.
+nginx's own, with ``nginxws`` for ``nginx``.
+
+The prefix (``-p``) is fixed when nginxws is installed, as nginx's
+``--prefix`` is when it is built (``default_prefix``): the virtual
+environment nginxws is installed in, or ``/usr/local/nginxws/`` in a system
+Python.  A relative ``-c`` is taken from the prefix, as nginx's
+``ngx_conf_full_name`` takes it.
 
 Everything a user can get wrong ends as one ``nginxws: ...`` line on stderr
 and exit status 1, never a traceback.
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 from nginxws import NAME, __version__, conf
-from nginxws.conf.model import AccessLog, Config, Location
+from nginxws.conf.builder import DEFAULT_ACCESS_LOG, DEFAULT_ERROR_LOG, DEFAULT_PID
+from nginxws.conf.model import AccessLog, Config, all_settings
 from nginxws.log import (
     AccessLogger,
     ErrorLogger,
@@ -31,6 +37,9 @@ from nginxws.log import (
 from nginxws.pidfile import PidFileError, read_pid
 
 DEFAULT_CONF = "conf/nginx.conf"
+# The prefix of an nginxws installed into a Python that is not a virtual
+# environment: nginx's /usr/local/nginx/, renamed.
+SYSTEM_PREFIX = "/usr/local/nginxws/"
 
 SIGNALS = {
     "stop": signal.SIGTERM,
@@ -39,7 +48,26 @@ SIGNALS = {
     "reopen": signal.SIGUSR1,
 }
 
-USAGE = f"""\
+
+def default_prefix(sys_prefix: str = sys.prefix, base_prefix: str = sys.base_prefix) -> str:
+    """The prefix without ``-p``: nginx's ``--prefix``, fixed at install time.
+
+    In a virtual environment (``python3 -m venv /opt/nginxws``, or pipx's),
+    the environment's directory: it holds ``bin/nginxws`` and, under this
+    prefix, ``conf/nginx.conf`` and ``logs/``, as nginx's
+    ``/usr/local/nginx/`` holds ``sbin/nginx``, ``conf/`` and ``logs/``.
+    In a system Python, whose prefix is ``/usr`` or ``/usr/local``,
+    ``SYSTEM_PREFIX``.  Always absolute, ending in "/".
+    """
+    if sys_prefix == base_prefix:
+        return SYSTEM_PREFIX
+    prefix = os.path.abspath(sys_prefix)
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def usage(prefix: str) -> str:
+    """What ``-h`` prints after the version, nginx's text with our defaults."""
+    return f"""\
 Usage: {NAME} [-?hvVtTq] [-s signal] [-p prefix]
                [-c filename] [-g directives]
 
@@ -51,11 +79,20 @@ Options:
   -T            : test configuration, dump it and exit
   -q            : suppress non-error messages during configuration testing
   -s signal     : send signal to a master process: stop, quit, reopen, reload
-  -p prefix     : set prefix path (default: current directory)
+  -p prefix     : set prefix path (default: {prefix})
   -c filename   : set configuration file (default: {DEFAULT_CONF})
   -g directives : set global directives out of configuration file
 
 """
+
+
+def configure_arguments(prefix: str) -> str:
+    """nginx's ``configure arguments:`` for the paths fixed at install time."""
+    return (
+        f"--prefix={prefix} --conf-path={DEFAULT_CONF} --pid-path={DEFAULT_PID} "
+        f"--error-log-path={DEFAULT_ERROR_LOG} --http-log-path={DEFAULT_ACCESS_LOG}"
+    )
+
 
 # The options that take an argument, and how nginx names what is missing.
 _ARGUMENT_NAMES = {
@@ -137,13 +174,13 @@ def version_text(opts: Options) -> str:
     """What ``-v``, ``-V`` and ``-h`` print, in nginx's order."""
     text = f"{NAME} version: {NAME}/{__version__}\n"
     if opts.show_help:
-        text += USAGE
+        text += usage(default_prefix())
     if opts.show_configure:
         libraries = ", ".join(f"{lib} {version(lib)}" for lib in ("trio", "h11", "wsproto", "httptools", "lark"))
         text += (
             f"built by {platform.python_implementation()} {platform.python_version()}\n"
             f"built with {libraries}\n"
-            "configure arguments:\n"
+            f"configure arguments: {configure_arguments(default_prefix())}\n"
         )
     return text
 
@@ -151,11 +188,16 @@ def version_text(opts: Options) -> str:
 def resolve_paths(opts: Options) -> tuple[str, str]:
     """The prefix (absolute, ending in "/") and the absolute configuration path.
 
-    As nginx: a relative ``-c`` is taken from the prefix, not the current
+    As nginx (``ngx_process_options``): ``-p`` or the prefix fixed at
+    install time; a relative ``-c`` is taken from the prefix, not the
+    current directory.  A relative ``-p`` is taken from the current
     directory.
     """
-    prefix = os.path.abspath(opts.prefix or os.getcwd())
-    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    if opts.prefix:
+        prefix = os.path.abspath(opts.prefix)
+        prefix = prefix if prefix.endswith("/") else prefix + "/"
+    else:
+        prefix = default_prefix()
     conf_file = os.path.join(prefix, opts.conf_file or DEFAULT_CONF)
     return prefix, conf_file
 
@@ -268,14 +310,4 @@ def _access_logs(config: Config) -> tuple[AccessLog, ...]:
     """Every distinct ``access_log`` target, at any level."""
     if config.http is None:
         return ()
-    found = dict.fromkeys(config.http.settings.access_logs)
-
-    def add(locations: Sequence[Location]) -> None:
-        for location in locations:
-            found.update(dict.fromkeys(location.settings.access_logs))
-            add(location.locations)
-
-    for server in config.http.servers:
-        found.update(dict.fromkeys(server.settings.access_logs))
-        add(server.locations)
-    return tuple(found)
+    return tuple(dict.fromkeys(log for settings in all_settings(config.http) for log in settings.access_logs))

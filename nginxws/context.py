@@ -44,6 +44,7 @@ class WorkerContext(Protocol):
     channels: Channels  # this worker's channels and their sessions
     send_watch: SendWatching
     error_log: ErrorLogger
+    log_info: bool  # whether error_log takes info: connection-level lines are only built then
     nursery: trio.Nursery | None  # the connections nursery, where flushers run too
 
     def push_addresses(self, server: Server) -> tuple[PushAddress, ...]:

@@ -24,19 +24,22 @@ import h11
 import trio
 from wsproto.utilities import split_comma_header
 
+from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
 from nginxws.conf.model import HttpSettings, Location, Return, Server
 from nginxws.http import (
     RECEIVE_BYTES,
     ClientClosed,
     ClientTimeout,
+    closed_message,
     headers,
     next_event,
     send_error,
     send_response,
 )
 from nginxws.context import WorkerContext
-from nginxws.log import Exchange
+from nginxws.inet import peer_of
+from nginxws.log import Exchange, request_context
 from nginxws.pushhttp import push_message
 from nginxws.registry import PushError
 from nginxws.streams import SocketStream
@@ -126,12 +129,13 @@ class RequestVars:
     """What nginx variables read of a request (``conf.variables.RequestVars``),
     built only for a location whose directives use them."""
 
-    __slots__ = ("target", "headers", "remote_addr", "uri", "captures")
+    __slots__ = ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
 
-    def __init__(self, request: h11.Request, remote, path: str, captures) -> None:
+    def __init__(self, request: h11.Request, remote, path: str, captures, client: str | None = None) -> None:
         self.target = request.target
         self.headers = request.headers
-        self.remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.realip_remote_addr = remote[0] if isinstance(remote, tuple) else "unix:"
+        self.remote_addr = client or self.realip_remote_addr
         self.uri = path
         self.captures = captures
 
@@ -156,11 +160,18 @@ HANDSHAKE_HEADERS = {
 }
 
 
-def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer | Upgrade | Publish:
+def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+           exchange: Exchange | None = None) -> Answer | Upgrade | Publish:
     """What to do with one request that arrived on an address of ``group``
     from ``remote``: its answer, the WebSocket session it opens
     (``trailing``: what the client sent after it, its first frames), or the
-    publish it makes."""
+    publish it makes.
+
+    When realip finds the client behind a trusted proxy, its address is
+    noted in ``exchange`` (the request's access-log record, ``$remote_addr``);
+    the decisions themselves carry no field for it, so that a request where
+    no realip or access rule applies pays nothing for them.
+    """
     found = headers(request, ROUTING_HEADERS)  # one pass over the headers
     host = target_host(request.target) or found.get(b"host")
     if host is not None and normalize_host(host) is None:
@@ -184,10 +195,26 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         settings = location.settings
     answer = server.return_ or (location.return_ if location is not None else None)
 
+    check = settings.check
+    client = None
+    if check is not None:
+        # nginx's phases: realip (post-read, pre-access) before the 413 of
+        # find-config, allow/deny (access) after it; a "return" (rewrite)
+        # answers before the access phase, so its location's rules do not apply.
+        peer = peer_of(remote)
+        real = check.client(peer, request.headers)
+        if real is not None:
+            client = real.text
+            if exchange is not None:
+                exchange.client = client
+
     length = found.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > body_limit(settings):
         return Answer(413, server, settings, close=True,
                       log=("error", f"client intended to send too large body: {int(length)} bytes"))
+    if check is not None and answer is None and check.rules is not None and check.rules.denies(real or peer):
+        context = request_context(client or peer.text, server, request)
+        return Answer(403, server, settings, read_body=True, log=("error", FORBIDDEN + context))
 
     if location is not None and location.websocket is not None and answer is None:
         handshake = read_handshake(request)
@@ -197,15 +224,16 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         key, offers = handshake
         if not location.channels:
             return Upgrade(key, offers, trailing, server, location, path)
-        channels = expand_channels(location, RequestVars(request, remote, path, match.captures))
+        channels = expand_channels(location, RequestVars(request, remote, path, match.captures, client))
         if channels is None:
-            return Answer(400, server, settings, read_body=True, log=("info", "client sent invalid channel name"))
+            return Answer(400, server, settings, read_body=True,
+                          log=("info", "client sent invalid channel name"))
         return Upgrade(key, offers, trailing, server, location, path, channels)
 
     if location is not None and location.publish is not None and answer is None:
         if request.method != b"POST":
             return Answer(405, server, settings, headers=((b"Allow", b"POST"),), read_body=True)
-        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures))
+        channel = location.publish.evaluate(RequestVars(request, remote, path, match.captures, client))
         if not valid_channel(channel):
             text = b"invalid channel name\n" if channel else b"no channel name\n"
             return Answer(400, server, settings, headers=(TEXT,), page=False, body=text, read_body=True,
@@ -218,7 +246,8 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
     return Answer(status, server, settings, read_body=True)
 
 
-def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None) -> Answer:
+def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+                             exchange: Exchange | None = None) -> Answer:
     """nginx's answer to a plain HTTP request on a ``listen ... ssl`` port:
     400 "The plain HTTP request was sent to HTTPS port", then close."""
     server = group.select_server(target_host(request.target) or headers(request, ROUTING_HEADERS).get(b"host"))
@@ -295,10 +324,12 @@ class FrontDoor:
                     await self._unparsable(err, exchange, settings)
                     return
                 if not isinstance(event, h11.Request):
+                    if event.__class__ is h11.ConnectionClosed and worker.log_info:
+                        worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                     return  # closed, or paused after a close
                 first = False
                 exchange.request = event
-                decision = self._decide(event, self._group, http.trailing_data[0], self.remote)
+                decision = self._decide(event, self._group, http.trailing_data[0], self.remote, exchange)
                 if isinstance(decision, Upgrade):
                     # An open session keeps nothing of the HTTP connection, nor
                     # of the request unless an access log will want it at the end.
@@ -307,10 +338,14 @@ class FrontDoor:
                     exchange.server, exchange.settings = decision.server, decision.location.settings
                     if not exchange.settings.access_logs:
                         exchange.request = None
-                    session = run_session(worker, stream, decision, self.number)
+                    session = run_session(worker, stream, decision, self.number, exchange)
                     del decision  # the session keeps only what it needs of it
-                    exchange.status, exchange.sent = await session
-                    worker.log_access(exchange, self.remote, self.local)
+                    try:
+                        await session
+                    finally:
+                        # Logged however it ends: a stop's cancellation too, as
+                        # nginx logs the requests its exiting worker finalizes.
+                        worker.log_access(exchange, self.remote, self.local)
                     return
                 if isinstance(decision, Publish):
                     await self._publish(decision, event, exchange)

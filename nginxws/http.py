@@ -22,13 +22,29 @@ from nginxws import __version__
 RECEIVE_BYTES = 16 * 1024  # one read; nginx's default client_body_buffer_size
 LAZY_DELAY = 0.3  # seconds; nginx's NGX_TIMER_LAZY_DELAY
 
-# nginx's own reason phrases where they differ from the RFC's.
+# The status lines nginx writes (ngx_http_status_lines in
+# ngx_http_header_filter_module.c), which differ from the RFC's phrases in
+# places: "405 Not Allowed", "408 Request Time-out", "302 Moved Temporarily",
+# "503 Service Temporarily Unavailable".  A status nginx has no line for
+# (101, 426) gets the RFC's phrase.
 _REASONS = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 302: "Moved Temporarily", 303: "See Other", 304: "Not Modified",
+    307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Time-out",
+    409: "Conflict", 410: "Gone", 411: "Length Required", 412: "Precondition Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
+    416: "Requested Range Not Satisfiable", 421: "Misdirected Request", 429: "Too Many Requests",
     494: "Request Header Or Cookie Too Large",
     497: "The plain HTTP request was sent to HTTPS port",
-    413: "Request Entity Too Large",
-    414: "Request-URI Too Large",
-}
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Temporarily Unavailable", 504: "Gateway Time-out", 505: "HTTP Version Not Supported",
+    507: "Insufficient Storage",
+}  # fmt: skip
+# Where nginx's stock error page titles itself otherwise than its status line
+# (ngx_http_special_response.c).
+_PAGE_TITLES = {302: "Found", 401: "Authorization Required"}
 # nginx answers these internal codes on the wire with another status.
 _WIRE_STATUS = {494: 400, 497: 400}
 
@@ -74,7 +90,7 @@ def http_date() -> bytes:
 
 def error_page(status: int, tokens: bool) -> bytes:
     """nginx's stock HTML error page for ``status``."""
-    title = f"{_WIRE_STATUS.get(status, status)} {reason(status)}"
+    title = f"{_WIRE_STATUS.get(status, status)} {_PAGE_TITLES.get(status) or reason(status)}"
     head = f"<head><title>{title}</title></head>"
     if status in _WIRE_STATUS:
         center = f"<center><h1>{_WIRE_STATUS[status]} Bad Request</h1></center>\r\n<center>{reason(status)}</center>"
@@ -85,6 +101,15 @@ def error_page(status: int, tokens: bool) -> bytes:
         f"<html>\r\n{head}\r\n<body>\r\n{center}\r\n<hr><center>{sig}</center>\r\n"
         "</body>\r\n</html>\r\n"
     ).encode()
+
+
+def closed_message(first: bool, remote) -> str:
+    """nginx's ``info`` line for a client that closed its connection between
+    requests: before its first one, or an idle keep-alive connection."""
+    if first:
+        return "client closed connection while waiting for request"
+    address = remote[0] if isinstance(remote, tuple) else "unix:"
+    return f"client {address} closed keepalive connection"
 
 
 def headers(request: h11.Request, names: frozenset[bytes]) -> dict[bytes, bytes]:

@@ -240,6 +240,7 @@ class AccessEntry:
     remote_addr: str
     status: int
     start: float
+    realip_remote_addr: str = ""  # the connection's own address ("": remote_addr is)
     method: bytes | None = None
     target: bytes | None = None
     http_version: bytes | None = None
@@ -252,13 +253,26 @@ class AccessEntry:
     scheme: bytes = b"http"
 
 
+class Request(Protocol):
+    """What the logs read of a request: an ``h11.Request`` or a ``pushhttp.PushRequest``."""
+
+    method: bytes
+    target: bytes
+    http_version: bytes
+    headers: Sequence[tuple[bytes, bytes]]  # (lower-case name, value)
+
+
 class Exchange:
     """One request as the access log sees it: an h11 request of the front
     door, or a push listener's request (with the same four fields it reads).
-    ``scheme`` is ``$scheme``: a TLS connection's exchanges are ``TlsExchange``."""
+
+    ``client`` is the address realip found for the request, when it found
+    one: ``$remote_addr`` then, the connection's being ``$realip_remote_addr``.
+    ``scheme`` is ``$scheme``: a TLS connection's exchanges are ``TlsExchange``.
+    """
 
     scheme = b"http"
-    __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn")
+    __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn", "client")
 
     def __init__(self, request: Request | None, server: Server, conn: int) -> None:
         self.request = request
@@ -268,11 +282,14 @@ class Exchange:
         self.sent = 0
         self.started = time.time()
         self.conn = conn
+        self.client: str | None = None
 
     def entry(self, remote, local) -> AccessEntry:
         request = self.request
+        peer = remote[0] if isinstance(remote, tuple) else "unix:"
         return AccessEntry(
-            remote_addr=remote[0] if isinstance(remote, tuple) else "unix:",
+            remote_addr=self.client or peer,
+            realip_remote_addr=peer,
             status=self.status,
             start=self.started,
             method=request.method if request else None,
@@ -293,6 +310,23 @@ class TlsExchange(Exchange):
 
     scheme = b"https"
     __slots__ = ()
+
+
+def request_context(client: str, server: Server, request: Request | None) -> str:
+    """What nginx appends to an error line about a request
+    (``ngx_http_log_error``): ``, client: ADDR, server: NAME, request:
+    "LINE", host: "HOST"``, and ``, referrer: "..."`` when there is one."""
+    name = server.server_names[0] if server.server_names else ""
+    text = f", client: {client}, server: {name}"
+    if request is None:
+        return text
+    line = b"%s %s HTTP/%s" % (request.method, request.target, request.http_version)
+    text += f', request: "{line.decode("utf-8", "backslashreplace")}"'
+    for header, label in ((b"host", "host"), (b"referer", "referrer")):
+        value = next((v for k, v in request.headers if k == header), None)
+        if value is not None:
+            text += f', {label}: "{value.decode("utf-8", "backslashreplace")}"'
+    return text
 
 
 class LogFormatError(NginxwsError, ValueError):
@@ -382,6 +416,7 @@ _LOG_OPS: dict[str, Callable[[AccessEntry, float], bytes]] = {
 # Ordinary variables: may be missing, escaped per the format's escape mode.
 _VARIABLES: dict[str, Getter] = {
     "remote_addr": lambda e, now: e.remote_addr.encode(),
+    "realip_remote_addr": lambda e, now: (e.realip_remote_addr or e.remote_addr).encode(),
     "remote_user": _remote_user,
     "request": _request,
     "request_method": lambda e, now: e.method,

@@ -57,11 +57,12 @@ import trio
 
 import nginxws
 from nginxws import bus, conf
-from nginxws.conf.model import Config, Listen
+from nginxws.conf.model import Config, Listen, log_paths
+from nginxws.errors import NginxwsError
 from nginxws.log import ErrorLogger, LogOpenError
 from nginxws.pidfile import PidFileError, remove_pid, write_pid
+from nginxws.privileges import give_files
 from nginxws.listen_sockets import BindError, distinct_listens, open_listen
-from nginxws.errors import NginxwsError
 from nginxws.worker import FAST_SHUTDOWN, Worker
 from nginxws.worker_process import FATAL_EXIT, READY, Order, frame_order, set_rlimit_nofile
 
@@ -225,7 +226,7 @@ async def _serve_single(config: Config, listening: Listening, error_log: ErrorLo
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
-            except NginxwsError as err:  # a push port, a TLS file
+            except NginxwsError as err:  # a push port or an access log it cannot have
                 error_log.log(err.level, err.text)
                 report.close()
                 return 1
@@ -357,6 +358,13 @@ class Master:
 
     def _reopen_logs(self) -> None:
         self.error_log.notice("reopening logs")
+        if os.geteuid() == 0:
+            # Workers that gave up root open their new files only if the files are theirs.
+            configs = {id(c): c for c in [self.config] + [w.config for w in self.workers.values()]}
+            for config in configs.values():
+                if config.user is not None:
+                    for message in give_files(log_paths(config), config.user):
+                        self.error_log.emerg(message)
         for message in self.error_log.reopen():
             self.error_log.emerg(message)
         for worker in self.workers.values():

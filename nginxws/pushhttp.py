@@ -18,6 +18,10 @@ answers it always got):
   ``max_message_size``; past it (or a ``Content-Length`` over it) the request
   is ready at once with 413 and the connection ends after it.  Any other
   request's body is read and dropped.
+* A request from an address the ``push_allow``/``push_deny`` rules of its
+  path's location (or of the server, when no location matches) refuse is
+  ready with 403 whatever it asks; its body is read and dropped, and the
+  connection goes on.
 * A request llhttp cannot parse ends the connection: answered (400; 501 for
   a ``Transfer-Encoding`` other than chunked) when its head was at fault,
   closed without an answer when its body was.  So is a head cut short by the
@@ -36,8 +40,10 @@ from urllib.parse import parse_qs, parse_qsl
 
 import httptools
 
+from nginxws.access import FORBIDDEN
 from nginxws.channel_names import valid_channel
 from nginxws.conf.model import Location, Server
+from nginxws.inet import Peer, peer_of
 from nginxws.registry import PushError
 from nginxws.routing import normalize_path, select_location
 
@@ -57,8 +63,8 @@ class PushRequest:
 
     ``method``, ``target``, ``http_version`` and ``headers`` (lower-case
     names) are what the access log reads, as of an ``h11.Request``.
-    ``status`` is the answer already decided while parsing (404 for a POST to
-    no websocket location, 413), or 0.
+    ``status`` is the answer already decided while parsing (403 for a refused
+    address, 404 for a POST to no websocket location, 413), or 0.
     """
 
     __slots__ = ("method", "target", "query", "http_version", "headers", "authorization", "content_type",
@@ -89,11 +95,14 @@ class PushParser:
     read, whose reads wait at most ``body_timeout``.
     """
 
-    __slots__ = ("ready", "error", "in_body", "body_timeout", "_server", "_parser", "_request",
-                 "_routed", "_location", "_limit", "_size", "_head", "_head_limit", "_stalled", "_done")
+    __slots__ = ("ready", "error", "in_body", "body_timeout", "_server", "_remote", "_peer", "_parser",
+                 "_request", "_routed", "_location", "_limit", "_size", "_head", "_head_limit", "_stalled",
+                 "_done")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, remote: tuple | str | None = None) -> None:
         self.ready: list[PushRequest] = []
+        self._remote = remote  # the connection's getpeername(), for push_allow / push_deny
+        self._peer: Peer | None = None
         self.error: tuple[int, str] | None = None
         self.in_body = False
         self.body_timeout = server.settings.client_body_timeout
@@ -211,15 +220,18 @@ class PushParser:
         self.in_body = True
         self._size = 0
         self._limit = _DROP
-        settings = self._server.settings
-        if request.method == b"POST":
-            target, _, request.query = request.target.partition(b"?")
-            if target == self._routed:
-                location = self._location
-            else:
-                path = normalize_path(target)
-                location = select_location(self._server.locations, path) if path is not None else None
-                self._routed, self._location = target, location
+        settings = server = self._server.settings
+        target, _, request.query = request.target.partition(b"?")
+        if target == self._routed:
+            location = self._location
+        else:
+            path = normalize_path(target)
+            location = select_location(self._server.locations, path) if path is not None else None
+            self._routed, self._location = target, location
+        rules = (server if location is None else location.settings).push_access
+        if rules is not None and rules.denies(self._peer or self._client()):
+            request.status, request.reason = 403, FORBIDDEN
+        elif request.method == b"POST":
             if location is None or location.websocket is None:
                 request.status, request.reason = 404, "no websocket location here"
             else:
@@ -229,6 +241,11 @@ class PushParser:
                 if request.length is not None and int(request.length) > self._limit:
                     self._ready_now(request, 413, "push body too large")
         self.body_timeout = settings.client_body_timeout
+
+    def _client(self) -> Peer:
+        """The connection's peer, parsed the first time push rules need it."""
+        self._peer = peer_of(self._remote)
+        return self._peer
 
     def on_body(self, body: bytes) -> None:
         request = self._request

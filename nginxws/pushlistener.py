@@ -7,7 +7,8 @@ refused), so a slow client never holds up the pushes behind it, and the
 answers to the pushes of one read leave together in one write.  Requests
 are parsed by ``pushhttp`` (httptools); answers are written as bytes.
 
-Answers: 204 queued; 400 no ID or a text body that is not UTF-8; 404
+Answers: 204 queued; 403 from an address ``push_deny`` refuses (logged as
+nginx logs a denied request); 400 no ID or a text body that is not UTF-8; 404
 unknown/departed ID or a path that is not a websocket location of this
 server; 405 (with ``Allow``) for other methods; 204 for OPTIONS; 413 over
 the location's ``max_message_size``; 503 when the client's queue is full.
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import trio
 
+from nginxws.access import FORBIDDEN
 from nginxws.conf.model import Server
-from nginxws.http import RECEIVE_BYTES, CoalescingStream, rearm, response_head
+from nginxws.http import RECEIVE_BYTES, CoalescingStream, closed_message, rearm, response_head
 from nginxws.context import WorkerContext
-from nginxws.log import Exchange
+from nginxws.log import Exchange, request_context
 from nginxws.streams import SocketStream
 from nginxws.pushhttp import PushParser, PushRequest, channel_changes, push_id_from, push_message
 from nginxws.registry import PushError
@@ -61,12 +63,13 @@ class PushConnection:
         worker, server, new_exchange = self.worker, self.server, self.exchange
         settings = server.settings
         keepalive = settings.keepalive_timeout
-        parser = PushParser(server)
+        parser = PushParser(server, self.remote)
         ready = parser.ready
         stream = CoalescingStream(self.stream)
         with trio.CancelScope() as timeout:
             try:
                 answered = True
+                first = True
                 while True:
                     if parser.in_body:
                         rearm(timeout, trio.current_time() + parser.body_timeout)
@@ -78,6 +81,8 @@ class PushConnection:
                     else:
                         parser.eof()
                     answered = bool(ready)
+                    if answered:
+                        first = False
                     for request in ready:
                         exchange = new_exchange(request, server, self.number)
                         await stream.send_all(self.answer(request, exchange))
@@ -91,6 +96,8 @@ class PushConnection:
                             await stream.send_all(_error(status, reason, (TEXT,), settings.server_tokens, True)[0])
                         return
                     if not data:
+                        if worker.log_info:
+                            worker.error_log.info(closed_message(first, self.remote), conn=self.number)
                         return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
@@ -107,6 +114,10 @@ class PushConnection:
         tokens = self.server.settings.server_tokens
         try:
             if request.status:
+                if request.status == 403:
+                    client = self.remote[0] if isinstance(self.remote, tuple) else "unix:"
+                    self.worker.error_log.error(FORBIDDEN + request_context(client, self.server, request),
+                                                conn=self.number)
                 raise PushError(request.status, request.reason)
             if request.method == b"POST":
                 self._push(request, exchange)

@@ -60,6 +60,23 @@ def new_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
+class Ending(enum.Enum):
+    """How a session ended, as the error log says it at ``info``.
+
+    nginx logs a client's leaving at ``info``, not its arrival ("client
+    closed connection", "client prematurely closed connection", "client
+    timed out"); these are its words, with the WebSocket close code.  A
+    session the server closes on its own account (a stop, a slow
+    subscriber) has no ending here: those are logged where they are decided.
+    """
+
+    CLIENT_CLOSED = "client closed connection with {code}"
+    PREMATURE = "client prematurely closed connection"
+    IDLE = "client timed out, closed with {code}"
+    INVALID = "client sent invalid frame: {reason}, closed with {code}"
+    TOO_BIG = "client sent too large message, closed with {code}"
+
+
 class Action(enum.Enum):
     """What the timers ask the connection to do now."""
 
@@ -146,13 +163,16 @@ class SessionProtocol:
     ``closing`` becomes true once the server has sent its close frame; from
     then on ``deadline`` is when the client's answer is given up on
     (``CLOSE_TIMEOUT``).  ``done`` says the connection is over: write what
-    was returned, then close TCP.  A protocol error in the client's frames
-    (wsproto's ``CloseConnection`` with 1002/1007) and a message over
-    ``max_message_size`` (1009) close at once, as RFC 6455 section 7.1.7
-    asks: the close frame, then no wait for an answer.
+    was returned, then close TCP; ``ending()`` then says how, for the error
+    log (until then only a tuple is kept, and nothing is formatted).  A
+    protocol error in the client's frames (wsproto's ``CloseConnection``
+    with 1002/1007) and a message over ``max_message_size`` (1009) close at
+    once, as RFC 6455 section 7.1.7 asks: the close frame, then no wait for
+    an answer.
     """
 
-    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain")
+    __slots__ = ("ws", "timers", "max_message_size", "_parts", "_size", "closing", "done", "_close_by", "plain",
+                 "_ending")
 
     def __init__(self, ws: Connection, timers: Timers, max_message_size: int, *, extensions: bool = False) -> None:
         """``extensions``: whether ``ws`` runs any (its frames then carry state)."""
@@ -165,10 +185,23 @@ class SessionProtocol:
         self.done = False
         self._close_by = 0.0
         self.plain = not extensions  # no extension: frames carry no state (channels share them)
+        self._ending: tuple[Ending, int, str] | None = None  # the first decision of how it ends
 
     @property
     def deadline(self) -> float:
         return self._close_by if self.closing else self.timers.deadline
+
+    def ending(self) -> str | None:
+        """How the session ended, in the error log's words (``Ending``); None
+        if it has not, or the server ended it on its own account."""
+        if self._ending is None:
+            return None
+        how, code, reason = self._ending
+        return how.value.format(code=code, reason=reason)
+
+    def _ends(self, how: Ending, code: int, reason: str = "") -> None:
+        if self._ending is None:
+            self._ending = (how, int(code), reason)
 
     def message(self, data: str | bytes) -> bytes | bytearray | None:
         if self.ws.state is not ConnectionState.OPEN:
@@ -194,6 +227,7 @@ class SessionProtocol:
         if action is Action.PING:
             return self.ws.send(Ping())
         if action is Action.CLOSE:
+            self._ends(Ending.IDLE, IDLE_CLOSE_CODE)
             return self.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON, now)
         return b""
 
@@ -227,6 +261,7 @@ class SessionProtocol:
         if self._size > self.max_message_size:
             self._parts = None
             self.done = True
+            self._ends(Ending.TOO_BIG, TOO_BIG_CLOSE_CODE)
             return self.close(TOO_BIG_CLOSE_CODE, TOO_BIG_CLOSE_REASON, 0.0)
         if not event.message_finished:
             if self._parts is None:
@@ -244,9 +279,13 @@ class SessionProtocol:
         state = self.ws.state
         self.done = True
         if state is ConnectionState.REMOTE_CLOSING:
+            self._ends(Ending.CLIENT_CLOSED, event.code)
             out.append(self.ws.send(event.response()))  # the client's close: answer it
         elif state is ConnectionState.OPEN:
             # A protocol error in the client's frames (wsproto reports it as
             # a CloseConnection it did not receive): fail the connection.
+            self._ends(Ending.INVALID, event.code, event.reason or "")
             out.append(self.close(event.code, event.reason or "", now))
-        # CLOSED: the answer to our close frame, or the client went away.
+        elif not self.closing:
+            self._ends(Ending.PREMATURE, event.code)  # the client went away without a close frame
+        # else CLOSED: the answer to our close frame (or none came): ours says why.

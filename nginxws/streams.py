@@ -52,15 +52,26 @@ _IGNORABLE_ACCEPT_ERRNOS = frozenset(
 
 
 class SocketStream(trio.abc.Stream):
-    """One accepted connection; ``socket`` is the stdlib socket (non-blocking)."""
+    """One accepted connection; ``socket`` is the stdlib socket (non-blocking).
+
+    ``tls`` is False: what a session writes goes to ``socket`` as it is
+    (``tls.TlsStream``, whose is True, encrypts it first).
+    """
 
     __slots__ = ("socket",)
+    tls = False
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
+
+    def nagle(self) -> None:
+        """Let the kernel hold small writes while earlier data waits for its
+        ACK (``tcp_nodelay off``)."""
+        if self.socket.family in (socket.AF_INET, socket.AF_INET6):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and max_bytes < 1:

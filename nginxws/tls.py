@@ -187,6 +187,7 @@ class TlsStream(trio.abc.Stream):
     """
 
     __slots__ = ("transport", "socket", "_ssl", "_incoming", "_outgoing", "_pending", "_owed")
+    tls = True  # a session over it is a ``wsconn.TlsSession``: nothing goes to ``socket`` directly
 
     def __init__(self, transport: SocketStream, context: ssl.SSLContext) -> None:
         self.transport = transport
@@ -288,6 +289,10 @@ class TlsStream(trio.abc.Stream):
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport.wait_send_all_might_not_block()
+
+    def nagle(self) -> None:
+        """``tcp_nodelay off`` for the TCP connection under the TLS records."""
+        self.transport.nagle()
 
     def close(self) -> None:
         """Say close_notify if the kernel takes it at once, then close. Never a checkpoint."""

@@ -10,6 +10,8 @@ Theory of operation
   location, reports the bound ports with ``nursery.start()``, and only then
   accepts clients, so every welcome message names a listening port of the
   worker that holds that client.
+* Before it reports, a worker has opened every log it writes and, given a
+  ``user`` (``nginxws.privileges``), has stopped being root.
 * Every task has a parent: connection handlers and all accept loops live in
   the ``connections`` nursery; the accept loops of the ``listen`` sockets run
   under ``accept_scope``, cancelled to stop accepting (QUIT, TERM) while
@@ -35,12 +37,13 @@ import trio
 
 from nginxws import bus
 from nginxws.channels import SLOW_CLOSE_CODE, SLOW_CLOSE_REASON, Channels, Subscriber
-from nginxws.conf.model import Config, Server, websocket_locations
+from nginxws.conf.model import Config, Server, User, all_settings, websocket_locations
 from nginxws.errors import NginxwsError
 from nginxws.frontdoor import FrontDoor, PlainHttpOnTlsPort
 from nginxws.listen_sockets import bind_tcp
 from nginxws.log import AccessLogger, ErrorLogger, Exchange, TlsExchange
 from nginxws.streams import Listener, SocketStream
+from nginxws.privileges import switch_user
 from nginxws.pushlistener import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
@@ -74,10 +77,12 @@ def host_addresses(family: int) -> list[str]:
 class Worker:
     """A worker's state; ``run`` serves until shutdown."""
 
-    def __init__(self, config: Config, index: int, error_log: ErrorLogger) -> None:
+    def __init__(self, config: Config, index: int, error_log: ErrorLogger, user: User | None = None) -> None:
         self.config = config
         self.index = index
         self.error_log = error_log
+        self.user = user  # who to become once the push ports are bound and the logs open
+        self.log_info = error_log.enabled("info")  # checked once: the levels never change
         self.router = Router(config.http)
         self.tls: WorkerTls | None = None  # built by ``run`` from the model's files
         self.registry = Registry()
@@ -140,6 +145,14 @@ class Worker:
 
     # -- logs ------------------------------------------------------------
 
+    def open_access_logs(self) -> None:
+        """Open every access log of the configuration now, as nginx opens its
+        files before it serves (and before a worker gives up root)."""
+        for settings in all_settings(self.config.http) if self.config.http else ():
+            targets = settings.access_logs
+            if targets and targets not in self._access_logs:
+                self._access_logs[targets] = AccessLogger(targets)
+
     def log_access(self, exchange: Exchange, remote, local) -> None:
         targets = exchange.settings.access_logs
         if not targets:
@@ -160,8 +173,9 @@ class Worker:
     async def run(self, sockets: list[socket.socket], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``.
 
-        Raises ``NginxwsError`` before serving when a push port cannot be
-        bound or a TLS file no longer loads (``ConfigError``).
+        Raises (before reporting) what keeps it from starting: a push port
+        it cannot bind, a log it cannot open, a ``user`` it cannot become, a
+        TLS file that no longer loads (``ConfigError``).
         """
         self.tls = WorkerTls(self.config.http, self.router)
         listeners = [Listener(s) for s in sockets]
@@ -169,6 +183,11 @@ class Worker:
             listener.tls = self.tls.for_listen(_address(listener.socket.getsockname()))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = self._open_push_listeners()
+            self.open_access_logs()
+            if self.user is not None:
+                # Everything that needs root is done: as nginx's workers, for good.
+                for problem in switch_user(self.user):
+                    self.error_log.emerg(problem)
             async with trio.open_nursery() as connections:
                 self.nursery = connections
                 for server, listener in push_listeners:
@@ -186,27 +205,35 @@ class Worker:
                     acceptors.start_soon(self._accept_loop, listener, connections, None)
 
     async def _handle_signals(self, signals) -> None:
-        async for signum in signals:
-            if signum == signal.SIGUSR1:
-                self.reopen_logs()
-            elif signum == signal.SIGQUIT:
-                self.error_log.notice("gracefully shutting down")
-                setproctitle.setproctitle(f"{setproctitle.getproctitle()} is shutting down")
-                await self._graceful()
-                return
-            else:
-                self.error_log.notice("exiting")
-                await self._close_sessions(FAST_SHUTDOWN)
-                return
+        """Obey signals until the worker is done: at once after TERM/INT, once
+        drained after QUIT.  A draining worker still reopens its logs and
+        still stops fast on TERM (it may drain for as long as its sessions last)."""
+        async with trio.open_nursery() as draining:
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    self.reopen_logs()
+                elif signum == signal.SIGQUIT:
+                    if not self.draining:
+                        self.error_log.notice("gracefully shutting down")
+                        setproctitle.setproctitle(f"{setproctitle.getproctitle()} is shutting down")
+                        self.accept_scope.cancel()
+                        self.draining = True
+                        draining.start_soon(self._graceful, draining.cancel_scope)
+                else:
+                    self.error_log.notice("exiting")
+                    await self._close_sessions(FAST_SHUTDOWN)
+                    break
+            draining.cancel_scope.cancel()
 
-    async def _graceful(self) -> None:
-        self.accept_scope.cancel()
-        self.draining = True
+    async def _graceful(self, done: trio.CancelScope) -> None:
+        """Let the sessions end (or ``worker_shutdown_timeout`` pass), close
+        what is left with 1001, then end the signal handling (``done``)."""
         if self.sessions:
             timeout = self.config.worker_shutdown_timeout
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 await self._drained.wait()
         await self._close_sessions(FAST_SHUTDOWN)
+        done.cancel()
 
     async def _close_sessions(self, grace: float) -> None:
         self.accept_scope.cancel()
@@ -316,18 +343,21 @@ class Worker:
                 continue
             settings = found.websocket
             push_listen = settings.push_listen
-            # host as written -> the addresses conf.load resolved it to
-            hosts: dict[str, tuple[str, ...]]
+            # host as written -> (the addresses conf.load resolved it to, ipv6only); a push
+            # listener on a listen's address takes its ipv6only (a dual-stack listen
+            # gets a dual-stack push listener, and an IPv4-mapped address binds at all)
+            hosts: dict[str, tuple[tuple[str, ...], bool]]
             if push_listen is not None and push_listen.host:
-                hosts = {push_listen.host: push_listen.addresses}
+                hosts = {push_listen.host: (push_listen.addresses, True)}
             else:
-                hosts = {l.host: l.addresses for l in server.listens if l.host} or {"127.0.0.1": ("127.0.0.1",)}
+                hosts = {l.host: (l.addresses, l.ipv6only) for l in server.listens if l.host}
+                hosts = hosts or {"127.0.0.1": (("127.0.0.1",), True)}
             port = push_listen.port + self.index if push_listen is not None and push_listen.port else 0
             advertised: list[PushAddress] = []
             push_tls = self.tls.for_push(server) if settings.push_ssl else None
             scheme = "https" if push_tls is not None else "http"
-            for host, addresses in hosts.items():
-                for sock in _bind_push(host, addresses, port):
+            for host, (addresses, ipv6only) in hosts.items():
+                for sock in _bind_push(host, addresses, port, ipv6only):
                     listener = Listener(sock)
                     listener.tls = push_tls
                     bound_host, bound_port = listener.socket.getsockname()[:2]
@@ -351,7 +381,7 @@ class PushBindError(NginxwsError):
     """A push listener could not be bound: the worker cannot start."""
 
 
-def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.socket]:
+def _bind_push(host: str, addresses: tuple[str, ...], port: int, ipv6only: bool = True) -> list[socket.socket]:
     """A push listener's socket on each address of ``host`` this system supports.
 
     As trio's ``open_tcp_listeners`` did for a host name: an address whose
@@ -362,7 +392,7 @@ def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.
     try:
         for address in addresses:
             try:
-                sockets.append(bind_tcp(address, port, backlog=PUSH_BACKLOG))
+                sockets.append(bind_tcp(address, port, backlog=PUSH_BACKLOG, ipv6only=ipv6only))
             except OSError as err:
                 if err.errno != errno.EAFNOSUPPORT:
                     raise
@@ -373,7 +403,8 @@ def _bind_push(host: str, addresses: tuple[str, ...], port: int) -> list[socket.
         for sock in sockets:
             sock.close()
         reason = f"{err.errno}: {os.strerror(err.errno or 0)}"
-        raise PushBindError(f"bind() to {host}:{port} failed ({reason})") from None
+        shown = f"[{host}]" if ":" in host else host
+        raise PushBindError(f"bind() to {shown}:{port} failed ({reason})") from None
     return sockets
 
 

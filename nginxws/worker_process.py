@@ -14,7 +14,7 @@ Hand-off between master and worker
   through the master) and stays open as a lifeline: when the master dies,
   its end closes and the worker shuts down gracefully instead of living on
   as an orphan holding the ports.  A worker that cannot start (its push port cannot be bound, its
-  log cannot be opened) logs the ``[emerg]`` line and exits with status
+  log cannot be opened, it cannot become its ``user``) logs the ``[emerg]`` line and exits with status
   ``FATAL_EXIT`` (2), which the master never respawns, as nginx's.
 * The worker's shutdown signals are blocked from the first line of
   ``main`` until the worker's own signal handlers are in place, so a signal
@@ -83,7 +83,7 @@ def main() -> int:
     sockets = [socket.socket(fileno=fd) for fd in order.fds]
     try:
         set_rlimit_nofile(order.config.worker_rlimit_nofile, error_log)
-        worker = Worker(order.config, order.slot, error_log)
+        worker = Worker(order.config, order.slot, error_log, user=order.config.user)
         worker.bus = Outbox(lambda: error_log.alert(
             "the master process does not read the channel: messages for the other workers are dropped"))
         status = trio.run(_serve, worker, sockets)
@@ -104,7 +104,7 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
     async with trio.open_nursery() as nursery:
         try:
             push_addresses = await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
-        except NginxwsError as err:  # a push port, a TLS file
+        except NginxwsError as err:  # a push port, an access log, the user, a TLS file it cannot have
             worker.error_log.log(err.level, err.text)
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)

@@ -32,6 +32,7 @@ from wsproto.utilities import generate_accept_token
 from nginxws.conf.model import Location, Server, WebSocket
 from nginxws.context import WorkerContext
 from nginxws.http import LAZY_DELAY, http_date, server_header
+from nginxws.log import Exchange
 from nginxws.streams import SocketStream
 from nginxws.registry import Entry
 from nginxws.session import (
@@ -150,22 +151,33 @@ class Session:
         (built once for every subscriber) unless this session frames
         ``message`` itself (permessage-deflate).  True if written or queued,
         False if the session is closing or gone, None if ``limit`` frames
-        already wait (the subscriber is too slow: the caller closes it)."""
+        already wait (the subscriber is too slow: the caller closes it).
+
+        This runs once per subscriber per publish: the common case (nothing
+        waits, the kernel takes the frame) is one send, inlined."""
         proto = self.proto
         if proto.closing or proto.done:
             return False
-        backlog = self._backlog
-        if backlog is not None and len(backlog) >= self.limit:
-            return None
         if not proto.plain:
             frame = proto.message(message)
             if frame is None:
                 return False
-        try:
-            self.write(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.abort()
-            return False
+        backlog = self._backlog
+        if backlog is None:
+            try:
+                sent = self.stream.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.abort()
+                return False
+            self.bytes_sent += sent
+            if sent < len(frame):
+                self._start_backlog(memoryview(frame)[sent:])
+            return True
+        if len(backlog) >= self.limit:
+            return None
+        backlog.append(memoryview(frame))
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -198,9 +210,13 @@ class Session:
         sent = self.stream.send_nowait(data)
         self.bytes_sent += sent
         if sent < len(data):
-            self._backlog = deque((memoryview(data)[sent:],))
-            self._flushed = trio.Event()
-            self._nursery.start_soon(self._flush)
+            self._start_backlog(memoryview(data)[sent:])
+
+    def _start_backlog(self, rest: memoryview) -> None:
+        """Keep ``rest`` and start the flusher that writes it as the client reads."""
+        self._backlog = deque((rest,))
+        self._flushed = trio.Event()
+        self._nursery.start_soon(self._flush)
 
     async def _flush(self) -> None:
         """Write the backlog as the client takes it, then end."""
@@ -265,6 +281,31 @@ class Session:
         self.stream.close()
 
 
+class TlsSession(Session):
+    """A session over TLS (``tls.TlsStream``): a channel delivery goes through
+    the stream, which encrypts, instead of straight to the socket."""
+
+    __slots__ = ()
+
+    def deliver(self, frame: bytes, message: str | bytes) -> bool | None:
+        proto = self.proto
+        if proto.closing or proto.done:
+            return False
+        backlog = self._backlog
+        if backlog is not None and len(backlog) >= self.limit:
+            return None
+        if not proto.plain:
+            frame = proto.message(message)
+            if frame is None:
+                return False
+        try:
+            self.write(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.abort()
+            return False
+        return True
+
+
 class SendWatch:
     """The worker's ``send_timeout``: which flushers (``Session._flush``)
     wait for a client that does not read, and until when they may.
@@ -304,11 +345,13 @@ class SendWatch:
                 session.abort()
 
 
-async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgrade, conn: int) -> tuple[int, int]:
+async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgrade, conn: int,
+                      exchange: Exchange) -> None:
     """Complete the handshake and run the session to its end.
 
-    Returns (status, bytes sent) for the access log: 101 once the 101 was
-    written, 499 when the client was gone before that.
+    Keeps the access log's facts on ``exchange`` however the session ends
+    (cancelled by a stop too): status 101 once the 101 was written, 499 when
+    the client was gone before that, and the bytes sent.
     """
     location, server = upgrade.location, upgrade.server
     settings: WebSocket = location.websocket
@@ -321,8 +364,11 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
         settings.max_message_size,
         extensions=bool(extensions),
     )
-    session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
-                      watch=worker.send_watch, send_timeout=location.settings.send_timeout)
+    if not location.settings.tcp_nodelay:
+        stream.nagle()
+    kind = TlsSession if stream.tls else Session  # one attribute test: TLS sessions send through the stream
+    session = kind(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
+                   watch=worker.send_watch, send_timeout=location.settings.send_timeout)
     push_id = new_id()
     channels = upgrade.channels
     if settings.welcome:
@@ -334,19 +380,25 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     for name in channels:
         worker.channels.join(session, name)
     worker.add_session(session)
+    exchange.status = 101
     try:
         session.write(first)
         del first  # the 101 and the welcome are not kept while the session lasts
         await session.serve()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if session.bytes_sent == 0:
-            return CLIENT_CLOSED_REQUEST, 0
+            exchange.status = CLIENT_CLOSED_REQUEST
     finally:
         worker.registry.remove(push_id)
         if session.channels:
             worker.channels.leave_all(session)
         worker.remove_session(session)
-        if session.timed_out:
-            worker.error_log.info("client timed out while sending to client", conn=conn)
+        if worker.log_info:
+            if session.timed_out:
+                worker.error_log.info("client timed out while sending to client", conn=conn)
+            else:
+                ending = proto.ending()
+                if ending is not None:
+                    worker.error_log.info(ending, conn=conn)
         await session.finish()
-    return 101, session.bytes_sent
+        exchange.sent = session.bytes_sent

@@ -24,6 +24,7 @@ import functools
 import glob
 import os
 
+from nginxws.access import AccessRules, ClientCheck
 from nginxws.conf.address import Resolve, resolve_host
 from nginxws.conf.directives import IGNORED, INCLUDE, REFUSED, lookup
 from nginxws.conf.drafts import (
@@ -50,6 +51,7 @@ from nginxws.conf.model import (
 from nginxws.conf.names import conflicting_server_names
 from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
 from nginxws.conf.tls import check_ssl, merge_ssl
+from nginxws.realip import RealIp
 
 DEFAULT_PID = "logs/nginxws.pid"
 DEFAULT_ERROR_LOG = "logs/error.log"
@@ -162,6 +164,7 @@ class Build:
             master_process=values.get("master_process", True),  # type: ignore[arg-type]
             worker_rlimit_nofile=values.get("worker_rlimit_nofile"),  # type: ignore[arg-type]
             worker_shutdown_timeout=values.get("worker_shutdown_timeout"),  # type: ignore[arg-type]
+            user=values.get("user"),  # type: ignore[arg-type]
             worker_connections=main.events.values.get(  # type: ignore[arg-type]
                 "worker_connections", DEFAULT_WORKER_CONNECTIONS
             ),
@@ -172,7 +175,7 @@ class Build:
 
     def _http(self, draft: HttpDraft, error_logs: tuple[ErrorLog, ...]) -> Http:
         base = HttpSettings(access_logs=(AccessLog(self.prefix + DEFAULT_ACCESS_LOG),), error_logs=error_logs)
-        settings = _merge(base, draft)
+        settings = _checked(_merge(base, draft))
         default_port = 80 if os.getuid() == 0 else 8000
         servers = []
         for srv in draft.servers:
@@ -181,8 +184,8 @@ class Build:
                 Server(
                     listens=tuple(_with_socket_options(lst, draft.addresses.get(lst.key)) for lst in listens),
                     server_names=tuple(srv.server_names) or ("",),
-                    settings=(srv_settings := _merge(settings, srv)),
-                    locations=tuple(_location(loc, srv_settings) for loc in srv.locations),
+                    settings=(srv_settings := _checked(_merge(settings, srv))),
+                    locations=tuple(_location(loc, srv_settings, srv_settings) for loc in srv.locations),
                     return_=srv.return_,
                     where=srv.where,
                     ssl=merge_ssl(draft, srv),
@@ -224,15 +227,44 @@ def _merge(parent: HttpSettings, level: LevelDraft) -> HttpSettings:
         changes["access_logs"] = tuple(level.access_logs)
     if level.error_logs:
         changes["error_logs"] = tuple(level.error_logs)
-    return dataclasses.replace(parent, **changes)  # type: ignore[arg-type]
+    if level.access:
+        changes["access"] = AccessRules.compile(level.access)
+    if level.push_access:
+        changes["push_access"] = AccessRules.compile(level.push_access)
+    if level.real_ip_from:
+        changes["set_real_ip_from"] = tuple(level.real_ip_from)
+    merged = dataclasses.replace(parent, **changes)  # type: ignore[arg-type]
+    if changes.keys() & {"set_real_ip_from", "real_ip_header", "real_ip_recursive"}:
+        # Each of the three is inherited on its own, as nginx merges them.
+        realip = None
+        if merged.set_real_ip_from:
+            realip = RealIp(merged.set_real_ip_from, merged.real_ip_header, merged.real_ip_recursive)
+        merged = dataclasses.replace(merged, realip=realip)
+    return merged
 
 
-def _location(draft: LocationDraft, parent: HttpSettings) -> Location:
+def _checked(settings: HttpSettings, server: HttpSettings | None = None) -> HttpSettings:
+    """``settings`` with the ``ClientCheck`` a request to its level goes through.
+
+    ``server`` is the settings of the server around a location (None for the
+    http and server levels): its realip comes first, as nginx's post-read
+    phase runs before a location is chosen; the location's own is tried after
+    it, when it is another one.
+    """
+    first = settings.realip if server is None else server.realip
+    second = None if server is None or settings.realip is server.realip else settings.realip
+    check = None
+    if first is not None or second is not None or settings.access is not None:
+        check = ClientCheck(first, second, settings.access)
+    return settings if check == settings.check else dataclasses.replace(settings, check=check)
+
+
+def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) -> Location:
     if draft.channels_at is not None and draft.websocket is None:
         # nginx checks what one directive needs of another when it merges
         # (after the http block), at the place of the directive that needs it.
         raise draft.channels_at.error(CHANNELS_WITHOUT_WEBSOCKET)
-    settings = _merge(parent, draft)
+    settings = _checked(_merge(parent, draft), server)
     return Location(
         modifier=draft.modifier,
         pattern=draft.pattern,
@@ -241,7 +273,7 @@ def _location(draft: LocationDraft, parent: HttpSettings) -> Location:
         channels=draft.channels or (),
         publish=draft.publish,
         return_=draft.return_,
-        locations=tuple(_location(loc, settings) for loc in draft.locations),
+        locations=tuple(_location(loc, settings, server) for loc in draft.locations),
         where=draft.where,
     )
 

@@ -107,6 +107,20 @@ SUPPORTED_DIRECTIVES = (
        syntax="worker_shutdown_timeout time;",
        doc="How long a gracefully stopping worker (`-s quit`, reload) waits for its WebSocket "
            "connections before closing them."),
+    _d("user", {MAIN}, TAKE12, h.user,
+       syntax="user user [group];",
+       doc="The user and group the worker processes run as. The master, started as root, binds "
+           "the `listen` sockets, writes the pid file and starts the workers; each worker opens its "
+           "logs and binds its push listeners as root (so a push port below 1024 works), then "
+           "switches for good (setgid, initgroups, setuid), as nginx's workers do. Without `group`, "
+           "the group of the same name, as in nginx (`user www-data;` is `user www-data www-data;`). "
+           "An unknown user or group is an error (`getpwnam(\"x\") failed`). A master not started "
+           "as root warns `the \"user\" directive makes sense only if the master process runs with "
+           "super-user privileges, ignored`. On `-s reopen` the master gives the log files to the "
+           "user before the workers reopen them. Unlike nginx, no `user` means the workers keep the "
+           "master's identity (nginx's root master switches them to `nobody`); with "
+           "`master_process off` the single process keeps its own, as nginx's does. See "
+           "[processes.md](processes.md#workers-as-another-user)."),
     _d("events", {MAIN}, NOARGS, h.events, block=True,
        syntax="events { ... }",
        doc="The connection processing settings. Required, as in nginx."),
@@ -197,9 +211,50 @@ SUPPORTED_DIRECTIVES = (
        syntax="keepalive_timeout timeout [header_timeout];", default="keepalive_timeout 75s;",
        doc="How long an idle keep-alive HTTP connection stays open (on the push port, up to "
            "0.3 s less, as nginx's lazy timers). `header_timeout` is accepted and not used."),
+    _d("tcp_nodelay", HTTP_ANY, TAKE1, h.flag,
+       syntax="tcp_nodelay on | off;", default="tcp_nodelay on;",
+       doc="Whether a WebSocket session's socket sends each frame at once (`TCP_NODELAY`), as "
+           "nginx does for WebSocket connections. `off` (the location's setting) lets the kernel "
+           "hold a small frame while an earlier one waits for its ACK and send them together "
+           "(Nagle's algorithm): fewer packets and about half the kernel CPU per channel "
+           "delivery, at the cost of latency (a held frame waits for the client's delayed ACK, "
+           "up to 40 ms on Linux). nchan's WebSocket subscribers run that way. "
+           "See [channels.md](channels.md#latency-or-cpu-tcp_nodelay)."),
     _d("server_tokens", HTTP_ANY, TAKE1, h.flag,
        syntax="server_tokens on | off;", default="server_tokens on;",
        doc="Whether the version appears in the Server header and in error pages."),
+    # -- who may be served, and who the client is (nginxws.access, nginxws.realip) --
+    _d("allow", HTTP_ANY, TAKE1, h.access_rule,
+       syntax="allow address | CIDR | unix: | all;",
+       doc="Allows the addresses given (`192.168.1.1`, `10.0.0.0/8`, `2001:db8::/32`, `unix:`, "
+           "`all`); with `deny`, rules are checked in order and the first that matches decides. "
+           "A level that has rules replaces the inherited ones. A denied request is answered 403 "
+           "and logged `access forbidden by rule`. See [access.md](access.md)."),
+    _d("deny", HTTP_ANY, TAKE1, h.access_rule,
+       syntax="deny address | CIDR | unix: | all;",
+       doc="Denies the addresses given; see `allow` and [access.md](access.md)."),
+    _d("push_allow", HTTP_ANY, TAKE1, h.access_rule,
+       syntax="push_allow address | CIDR | unix: | all;",
+       doc="`allow` for the push listener: a request to a push port is checked against the "
+           "`push_allow`/`push_deny` rules of the location its path names, the same way. Not "
+           "in nginx. See [access.md](access.md#the-push-listener-push_allow-push_deny)."),
+    _d("push_deny", HTTP_ANY, TAKE1, h.access_rule,
+       syntax="push_deny address | CIDR | unix: | all;",
+       doc="`deny` for the push listener; see `push_allow`."),
+    _d("set_real_ip_from", HTTP_ANY, TAKE1, h.set_real_ip_from,
+       syntax="set_real_ip_from address | CIDR | unix:;",
+       doc="A trusted proxy: a connection from it may name the client in `real_ip_header`. "
+           "A host name stands for every address it resolves to when the configuration is "
+           "loaded. See [access.md](access.md#the-real-client-address)."),
+    _d("real_ip_header", HTTP_ANY, TAKE1, h.real_ip_header,
+       syntax="real_ip_header field | X-Real-IP | X-Forwarded-For;",
+       default="real_ip_header X-Real-IP;",
+       doc="The request header that names the client. nginx's `proxy_protocol` is refused "
+           "(nginxws has no `proxy_protocol` listen option)."),
+    _d("real_ip_recursive", HTTP_ANY, TAKE1, h.flag,
+       syntax="real_ip_recursive on | off;", default="real_ip_recursive off;",
+       doc="`off`: the last address of the header is the client. `on`: the last address that "
+           "is not a trusted proxy is."),
     _d("websocket", {LOCATION}, ANY, h.websocket,
        syntax="websocket [pingintvl=time] [idleintvl=time] [max_message_size=size] [welcome=on|off] "
               "[push_listen=address] [push_host=name[,name...]] [push_queue=number] [deflate=on|off] "
@@ -254,11 +309,11 @@ SUPPORTED_DIRECTIVES = (
 IGNORED_DIRECTIVES = tuple(
     _d(name, contexts, ANY, None, block=block, kind=IGNORED)
     for names, contexts, block in (
-        ("user worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
+        ("worker_priority worker_cpu_affinity worker_rlimit_core working_directory pcre_jit "
          "lock_file timer_resolution load_module env thread_pool", {MAIN}, False),
         ("use multi_accept accept_mutex accept_mutex_delay worker_aio_requests", {EVENTS}, False),
         ("types", HTTP_ANY, True),
-        ("sendfile sendfile_max_chunk tcp_nopush tcp_nodelay default_type types_hash_max_size "
+        ("sendfile sendfile_max_chunk tcp_nopush default_type types_hash_max_size "
          "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
          "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
          "gzip gzip_* gunzip root alias index autoindex try_files charset "
@@ -282,7 +337,7 @@ REFUSED_DIRECTIVES = tuple(
     _d(name, ANY_CONTEXT, ANY, None, kind=REFUSED)
     for name in (
         "proxy_* fastcgi_* uwsgi_* scgi_* grpc_* memcached_* ssl ssl_* http2 http3 quic_* upstream "
-        "if set rewrite break limit_except allow deny auth_basic auth_basic_user_file auth_request "
+        "if set rewrite break limit_except auth_basic auth_basic_user_file auth_request "
         "auth_request_set satisfy map geo split_clients limit_req limit_req_zone limit_conn "
         "limit_conn_zone sub_filter internal stream mail js_* perl_* mirror secure_link"
     ).split()

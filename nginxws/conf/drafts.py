@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nginxws.access import AccessRule
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, WebSocket, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.variables import ComplexValue
+from nginxws.inet import Cidr
 
 
 @dataclass
@@ -19,13 +21,17 @@ class LevelDraft:
     """What an http, server or location block sets of the merged HttpSettings.
 
     ``values`` maps an HttpSettings field name (which is also the directive's
-    name) to its parsed value.
+    name) to its parsed value.  The lists of rules and addresses are those
+    the level writes itself; an empty one inherits.
     """
 
     values: dict[str, object] = field(default_factory=dict)
     error_logs: list[ErrorLog] = field(default_factory=list)
     access_logs: list[AccessLog] = field(default_factory=list)
     access_off: bool = False
+    access: list[AccessRule] = field(default_factory=list)  # allow / deny
+    push_access: list[AccessRule] = field(default_factory=list)  # push_allow / push_deny
+    real_ip_from: list[Cidr] = field(default_factory=list)  # set_real_ip_from
     # ngx_http_ssl_module's directives (http and server only): name -> value
     ssl: dict[str, object] = field(default_factory=dict)
 

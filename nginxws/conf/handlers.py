@@ -16,12 +16,15 @@ http block's shared tables (log formats, listen addresses).
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nginxws.access import AccessRule
 from nginxws.channel_names import valid_channel, valid_channel_part
 from nginxws.conf.address import AddressError, Resolve, parse_address, resolve_host
 from nginxws.conf.drafts import (
@@ -34,7 +37,7 @@ from nginxws.conf.drafts import (
     ServerDraft,
 )
 from nginxws.conf.errors import ConfigError
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, Where
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, User, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
     compile_regex,
@@ -46,6 +49,7 @@ from nginxws.conf.values import (
 )
 from nginxws.conf.variables import ComplexValue, ComplexValueError, compile_value
 from nginxws.conf.websocket import WebSocketArgError, parse_websocket
+from nginxws.inet import UNIX, Cidr, host_cidr, parse_addr, parse_cidr
 
 
 @dataclass
@@ -90,6 +94,9 @@ LISTEN_UNSUPPORTED = frozenset(
 ACCESS_LOG_UNSUPPORTED = frozenset("buffer gzip flush if".split())
 WEBSOCKET_WITH_PUBLISH = '"{name}" directive is not allowed in a location with "{other}"'
 CHANNELS_WITHOUT_WEBSOCKET = '"websocket_channels" directive requires "websocket" in the same location'
+USER_NEEDS_ROOT = (
+    'the "user" directive makes sense only if the master process runs with super-user privileges, ignored'
+)
 
 
 def _where(st: Statement) -> Where | None:
@@ -213,6 +220,87 @@ def log_format(ctx: Context, st: Statement, draft: HttpDraft) -> None:
         if escape not in LOG_ESCAPES:
             raise st.error(f'unknown log format escaping "{escape}"')
     draft.log_formats[name] = ("".join(parts), escape)
+
+
+# -- who may be served, as whom (nginx's access and realip modules; user) ----
+# allow / deny (ngx_http_access_module), push_allow / push_deny (the same rules
+# for the push listener), set_real_ip_from / real_ip_header / real_ip_recursive
+# (ngx_http_realip_module); user (the workers' identity).
+
+
+def user(ctx: Context, st: Statement, draft: MainDraft) -> None:
+    """``user USER [GROUP]``, as nginx's ngx_set_user: looked up now; only
+    root can switch, so anyone else is warned and the directive ignored.
+    Without GROUP, the group of that name (not the user's primary group)."""
+    if "user" in draft.values:
+        raise st.error('"user" directive is duplicate')
+    if os.geteuid() != 0:
+        ctx.warn(st, USER_NEEDS_ROOT)
+        return
+    name = st.args[0]
+    group = st.args[-1]
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except (KeyError, ValueError):
+        raise st.error(f'getpwnam("{name}") failed') from None
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except (KeyError, ValueError):
+        raise st.error(f'getgrnam("{group}") failed') from None
+    draft.values["user"] = User(name, uid, gid)
+
+
+def access_rule(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """``allow``/``deny`` (``push_allow``/``push_deny``): one rule, kept in order."""
+    text = st.args[0]
+    if text == "all":
+        cidr = None
+    elif text == "unix:":
+        cidr = Cidr(UNIX, 0, 0)
+    else:
+        cidr = _cidr(ctx, st, text)
+        if cidr is None:
+            raise st.error(f'invalid parameter "{text}"')
+    rules = draft.push_access if st.name.startswith("push_") else draft.access
+    rules.append(AccessRule(st.name.endswith("deny"), cidr))
+
+
+def set_real_ip_from(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """A trusted address, CIDR, ``unix:``, or a host name (every address it resolves to)."""
+    text = st.args[0]
+    if text == "unix:":
+        draft.real_ip_from.append(Cidr(UNIX, 0, 0))
+        return
+    cidr = _cidr(ctx, st, text)
+    if cidr is not None:
+        draft.real_ip_from.append(cidr)
+        return
+    peers = [parse_addr(address.partition("%")[0]) for address in ctx.resolve(text)]
+    if not peers:
+        raise st.error(f'host not found in set_real_ip_from "{text}"')
+    draft.real_ip_from.extend(host_cidr(peer) for peer in peers if peer is not None)
+
+
+def real_ip_header(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """``X-Real-IP``, ``X-Forwarded-For`` or any header name; ``proxy_protocol`` needs
+    a listen option nginxws does not have."""
+    if st.name in draft.values:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    if st.args[0] == "proxy_protocol":
+        raise st.error('the "proxy_protocol" parameter of the "real_ip_header" directive is not supported by nginxws')
+    draft.values[st.name] = st.args[0]
+
+
+def _cidr(ctx: Context, st: Statement, text: str) -> Cidr | None:
+    """``text`` as nginx's ngx_ptocidr reads it (warning as nginx when bits
+    past the mask are set); None when it is no address."""
+    parsed = parse_cidr(text)
+    if parsed is None:
+        return None
+    cidr, trimmed = parsed
+    if trimmed:
+        ctx.warn(st, f"low address bits of {text} are meaningless")
+    return cidr
 
 
 # -- blocks -------------------------------------------------------------------

@@ -17,10 +17,14 @@ Rules the builder keeps, so that the runtime never has to:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from nginxws.access import AccessRules, ClientCheck
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.variables import ComplexValue
+from nginxws.inet import Cidr
+from nginxws.realip import X_REAL_IP, RealIp
 
 # nginx's own defaults, named so the docs and the builder share them.
 DEFAULT_PINGINTVL = 300.0  # seconds (the original's 300000 ms)
@@ -152,8 +156,19 @@ class HttpSettings:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     server_tokens: bool = True
+    tcp_nodelay: bool = True  # off: a WebSocket session's socket runs Nagle's algorithm
     access_logs: tuple[AccessLog, ...] = ()  # () = access_log off
     error_logs: tuple[ErrorLog, ...] = ()
+    # -- who may be served, and who the client is (nginxws.access, nginxws.realip)
+    access: AccessRules | None = None  # allow / deny; None: no rule
+    push_access: AccessRules | None = None  # push_allow / push_deny, for the push listener
+    set_real_ip_from: tuple[Cidr, ...] = ()
+    real_ip_header: str = X_REAL_IP
+    real_ip_recursive: bool = False
+    realip: RealIp | None = None  # the three above; None without set_real_ip_from
+    # What a request to this level goes through before it is served; None:
+    # nothing, so that a request there pays one attribute test.
+    check: ClientCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +192,29 @@ class Location:
     return_: Return | None = None
     locations: tuple[Location, ...] = ()
     where: Where | None = field(default=None, compare=False)
+
+
+def all_settings(http: Http) -> Iterator[HttpSettings]:
+    """The settings of the http block and of every server and location in it."""
+
+    def below(locations: tuple[Location, ...]) -> Iterator[HttpSettings]:
+        for location in locations:
+            yield location.settings
+            yield from below(location.locations)
+
+    yield http.settings
+    for server in http.servers:
+        yield server.settings
+        yield from below(server.locations)
+
+
+def log_paths(config: Config) -> tuple[str, ...]:
+    """Every ``error_log`` and ``access_log`` target of ``config``, once each, in order."""
+    paths = [log.path for log in config.error_logs]
+    if config.http is not None:
+        for settings in all_settings(config.http):
+            paths += [log.path for log in settings.error_logs + settings.access_logs]
+    return tuple(dict.fromkeys(paths))
 
 
 def websocket_locations(locations: tuple[Location, ...]):
@@ -245,6 +283,15 @@ class Http:
 
 
 @dataclass(frozen=True, slots=True)
+class User:
+    """``user``: the identity the worker processes take (looked up when loaded)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One file read while loading the configuration (for ``-T``)."""
 
@@ -266,6 +313,7 @@ class Config:
     worker_rlimit_nofile: int | None = None
     worker_shutdown_timeout: float | None = None
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    user: User | None = None  # None: the workers keep the master's identity
     http: Http | None = None
     files: tuple[SourceFile, ...] = ()
     warnings: tuple[ConfigError, ...] = ()  # the [warn]s met while loading, each with its place

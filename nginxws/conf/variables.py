@@ -119,7 +119,11 @@ class RequestVars(Protocol):
 
     @property
     def remote_addr(self) -> str:
-        """The client's address."""
+        """The client's address (the one realip found, if it found one)."""
+
+    @property
+    def realip_remote_addr(self) -> str:
+        """The connection's own address, whatever realip found."""
 
     @property
     def uri(self) -> str:
@@ -137,6 +141,7 @@ class Request:
     target: bytes = b"/"
     headers: Sequence[tuple[bytes, bytes]] = ()
     remote_addr: str = ""
+    realip_remote_addr: str = ""
     uri: str = "/"
     captures: re.Match[str] | None = None
 
@@ -176,6 +181,7 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
     "args": _args,
     "query_string": _args,
     "remote_addr": lambda r: r.remote_addr,
+    "realip_remote_addr": lambda r: r.realip_remote_addr,
     "host": _host,
 }
 
@@ -185,7 +191,8 @@ _REQUEST_VARIABLES: dict[str, Callable[[RequestVars], str]] = {
 
 @dataclass(frozen=True, slots=True)
 class RequestVariable:
-    """``$uri``, ``$request_uri``, ``$args``, ``$query_string``, ``$remote_addr`` or ``$host``."""
+    """``$uri``, ``$request_uri``, ``$args``, ``$query_string``, ``$remote_addr``,
+    ``$realip_remote_addr`` or ``$host``."""
 
     name: str
 

@@ -59,6 +59,7 @@ fail() {
     exit 1
 }
 
+echo "install-autobahn: installing autobahntestsuite under $python27 into $cache (once)" >&2
 rm -rf "$cache/bootstrap" "$cache/py27" "$stamp"
 : >"$log"
 "$python3" -m venv "$cache/bootstrap" >>"$log" 2>&1 || fail "creating the Python 3 venv"

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 
@@ -67,6 +69,7 @@ FANOUT_TINY = ["fanout", "--quick", "--no-venv", "--subscribers", "100", "--publ
 FANOUT_FAILURES = "| lost deliveries / order violations / publish errors |"
 
 
+@pytest.mark.apt
 def test_fanout_reaches_every_nchan_subscriber_in_order(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCH), *FANOUT_TINY, "--systems", "nchan"],
@@ -77,6 +80,7 @@ def test_fanout_reaches_every_nchan_subscriber_in_order(tmp_path):
     assert f"{FANOUT_FAILURES} 0 / 0 / 0 | 0 / 0 / 0 |" in result.stdout
 
 
+@pytest.mark.apt
 def test_fanout_runs_nginxws_channels_beside_nchan_with_issue_11_ratios(nginxws_bin, tmp_path):
     """nginxws with 1 and 2 workers and nchan with 1 and 2, in one run: every publish reaches
     every subscriber in order, and the targets table has a ratio on each line."""

@@ -17,6 +17,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+pytestmark = pytest.mark.apt
+
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO = Path(__file__).resolve().parents[2] / "docs" / "demo"
 CHROMIUM_FLAGS = [

@@ -15,10 +15,12 @@ import sysconfig
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import pytest
 from support.processes import poll
+from websockets.sync.client import connect
 
-from nginxws.cli import Options, UsageError, parse_args
+from nginxws.cli import Options, UsageError, default_prefix, parse_args
 
 TIMEOUT = 10.0  # seconds for any one nginxws command
 
@@ -36,7 +38,11 @@ http {
 }
 """
 
-USAGE = """\
+# The suite runs in the virtual environment nginxws is installed in, whose
+# directory is then nginxws's prefix (nginx's --prefix, fixed at install).
+INSTALL_PREFIX = sys.prefix.rstrip("/") + "/"
+
+USAGE = f"""\
 nginxws version: nginxws/0.1.0
 Usage: nginxws [-?hvVtTq] [-s signal] [-p prefix]
                [-c filename] [-g directives]
@@ -49,7 +55,7 @@ Options:
   -T            : test configuration, dump it and exit
   -q            : suppress non-error messages during configuration testing
   -s signal     : send signal to a master process: stop, quit, reopen, reload
-  -p prefix     : set prefix path (default: current directory)
+  -p prefix     : set prefix path (default: {INSTALL_PREFIX})
   -c filename   : set configuration file (default: conf/nginx.conf)
   -g directives : set global directives out of configuration file
 
@@ -121,6 +127,21 @@ def test_bad_options_are_refused_with_nginx_messages(argv: list[str], message: s
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("sys_prefix", "base_prefix", "prefix"),
+    [
+        ("/opt/nginxws", "/usr", "/opt/nginxws/"),  # python3 -m venv /opt/nginxws
+        ("/root/.local/share/pipx/venvs/nginxws", "/usr", "/root/.local/share/pipx/venvs/nginxws/"),
+        ("/usr", "/usr", "/usr/local/nginxws/"),  # a system Python: nginx's /usr/local/nginx/
+        ("/usr/local", "/usr/local", "/usr/local/nginxws/"),
+    ],
+)
+def test_the_default_prefix_is_the_virtual_environment_else_usr_local_nginxws(
+    sys_prefix: str, base_prefix: str, prefix: str
+) -> None:
+    assert default_prefix(sys_prefix, base_prefix) == prefix
+
+
 def test_invalid_option_exits_1(nginxws_bin: str, tmp_path: Path) -> None:
     result = nginxws(nginxws_bin, "-x", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", 'nginxws: invalid option: "x"\n')
@@ -143,7 +164,8 @@ def test_V_adds_what_it_is_built_with(nginxws_bin: str, tmp_path: Path) -> None:
         "nginxws version: nginxws/0.1.0",
         f"built by CPython {python}",
         f"built with {libraries}",
-        "configure arguments:",
+        f"configure arguments: --prefix={INSTALL_PREFIX} --conf-path=conf/nginx.conf --pid-path=logs/nginxws.pid"
+        " --error-log-path=logs/error.log --http-log-path=logs/access.log",
     ]
 
 
@@ -172,7 +194,7 @@ def test_the_suite_runs_against_the_installed_package() -> None:
 
 
 def test_t_reports_syntax_ok_and_success(nginxws_bin: str, conf: Path) -> None:
-    result = nginxws(nginxws_bin, "-t", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-t", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert result.returncode == 0
     assert result.stdout == ""
     assert result.stderr == (
@@ -275,14 +297,24 @@ def test_a_relative_c_is_taken_from_the_prefix(nginxws_bin: str, conf: Path, tmp
     assert f"the configuration file {conf} syntax is ok" in result.stderr
 
 
-def test_the_prefix_defaults_to_the_current_directory(nginxws_bin: str, conf: Path) -> None:
+def test_the_prefix_defaults_to_the_installation_not_the_current_directory(nginxws_bin: str, conf: Path) -> None:
+    assert sys.prefix != sys.base_prefix, "the suite runs in a virtual environment"
+    result = nginxws(nginxws_bin, "-t", cwd=conf.parent)
+    missing = f"{INSTALL_PREFIX}conf/nginx.conf"
+    assert (result.returncode, result.stderr.splitlines()[0]) == (
+        1, f'nginxws: [emerg] open() "{missing}" failed (2: No such file or directory)')
     result = nginxws(nginxws_bin, "-t", "-c", conf.name, cwd=conf.parent)
+    assert f'open() "{INSTALL_PREFIX}{conf.name}" failed' in result.stderr
+
+
+def test_a_relative_p_is_taken_from_the_current_directory(nginxws_bin: str, conf: Path) -> None:
+    result = nginxws(nginxws_bin, "-t", "-p", ".", "-c", conf.name, cwd=conf.parent)
     assert result.returncode == 0, result.stderr
     assert f"the configuration file {conf} syntax is ok" in result.stderr
 
 
 def test_g_directives_are_applied_and_errors_say_command_line(nginxws_bin: str, conf: Path) -> None:
-    result = nginxws(nginxws_bin, "-t", "-c", str(conf), "-g", "foo;", cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-t", "-p", str(conf.parent), "-c", str(conf), "-g", "foo;", cwd=conf.parent)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         'nginxws: [emerg] unknown directive "foo" in command line',
@@ -292,7 +324,7 @@ def test_g_directives_are_applied_and_errors_say_command_line(nginxws_bin: str, 
 
 def test_warnings_are_printed_before_the_verdict(nginxws_bin: str, conf: Path) -> None:
     conf.write_text(conf.read_text().replace("http {", "http {\n    sendfile on;", 1))
-    result = nginxws(nginxws_bin, "-t", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-t", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     lines = result.stderr.splitlines()
     assert result.returncode == 0
     assert re.fullmatch(rf'nginxws: \[warn\] .*"sendfile".* in {re.escape(str(conf))}:\d+', lines[0])
@@ -305,13 +337,13 @@ def test_warnings_are_printed_before_the_verdict(nginxws_bin: str, conf: Path) -
 @pytest.mark.parametrize("flags", [["-tq"], ["-t", "-q"], ["-qt"]])
 def test_q_silences_everything_but_errors(nginxws_bin: str, conf: Path, flags: list[str]) -> None:
     conf.write_text(conf.read_text().replace("http {", "http {\n    sendfile on;", 1))
-    result = nginxws(nginxws_bin, *flags, "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, *flags, "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_q_still_reports_errors(nginxws_bin: str, conf: Path) -> None:
     conf.write_text("foo;\n")
-    result = nginxws(nginxws_bin, "-tq", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-tq", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert result.returncode == 1
     assert result.stderr == (
         f'nginxws: [emerg] unknown directive "foo" in {conf}:1\n'
@@ -322,7 +354,7 @@ def test_q_still_reports_errors(nginxws_bin: str, conf: Path) -> None:
 def test_t_fails_when_a_log_file_cannot_be_opened(nginxws_bin: str, conf: Path, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "error.log"
     conf.write_text(f"error_log {missing};\n" + conf.read_text())
-    result = nginxws(nginxws_bin, "-t", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-t", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-2:] == [
         f'nginxws: [emerg] open() "{missing}" failed (2: No such file or directory)',
@@ -335,7 +367,7 @@ def test_T_dumps_every_file_read(nginxws_bin: str, conf: Path) -> None:
     included.write_text("# included\nserver {\n    listen 127.0.0.1:1;\n}\n")
     main_text = conf.read_text().replace("http {", "http {\n    include servers.conf;", 1)
     conf.write_text(main_text)
-    result = nginxws(nginxws_bin, "-T", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-T", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
     assert result.stdout == (
@@ -345,14 +377,15 @@ def test_T_dumps_every_file_read(nginxws_bin: str, conf: Path) -> None:
 
 
 def test_T_with_q_still_dumps(nginxws_bin: str, conf: Path) -> None:
-    result = nginxws(nginxws_bin, "-Tq", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-Tq", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"# configuration file {conf}:\n{conf.read_text()}\n"
 
 
 def test_T_into_a_closed_pipe_is_not_an_error(nginxws_bin: str, conf: Path) -> None:
     proc = subprocess.Popen(
-        [nginxws_bin, "-T", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=conf.parent
+        [nginxws_bin, "-T", "-p", str(conf.parent), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=conf.parent,
     )
     proc.stdout.close()  # like `nginxws -T | head -0`
     stderr = proc.stderr.read().decode()
@@ -361,7 +394,7 @@ def test_T_into_a_closed_pipe_is_not_an_error(nginxws_bin: str, conf: Path) -> N
 
 
 def test_v_with_t_shows_the_version_then_tests(nginxws_bin: str, conf: Path) -> None:
-    result = nginxws(nginxws_bin, "-vt", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-vt", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
         "nginxws version: nginxws/0.1.0",
@@ -374,7 +407,7 @@ def test_v_with_t_shows_the_version_then_tests(nginxws_bin: str, conf: Path) -> 
 
 
 def test_s_without_a_pid_file(nginxws_bin: str, conf: Path) -> None:
-    result = nginxws(nginxws_bin, "-s", "reload", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-s", "reload", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     pid_file = conf.parent / "logs" / "nginxws.pid"
     expected = f'nginxws: [error] open() "{pid_file}" failed (2: No such file or directory)\n'
     assert (result.returncode, result.stderr) == (1, expected)
@@ -396,7 +429,7 @@ def test_s_without_a_pid_file(nginxws_bin: str, conf: Path) -> None:
 def test_s_with_an_invalid_pid(nginxws_bin: str, conf: Path, content: str, shown: str) -> None:
     pid_file = conf.parent / "logs" / "nginxws.pid"
     pid_file.write_text(content)
-    result = nginxws(nginxws_bin, "-s", "stop", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-s", "stop", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     expected = f'nginxws: [error] invalid PID number "{shown}" in "{pid_file}"\n'
     assert (result.returncode, result.stderr) == (1, expected)
 
@@ -404,7 +437,7 @@ def test_s_with_an_invalid_pid(nginxws_bin: str, conf: Path, content: str, shown
 def test_s_with_a_stale_pid(nginxws_bin: str, conf: Path) -> None:
     gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
     (conf.parent / "logs" / "nginxws.pid").write_text(f"{gone}\n")
-    result = nginxws(nginxws_bin, "-s", "reload", "-c", str(conf), cwd=conf.parent)
+    result = nginxws(nginxws_bin, "-s", "reload", "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
     expected = f"nginxws: [alert] kill({gone}, {signal.SIGHUP.value}) failed (3: No such process)\n"
     assert (result.returncode, result.stderr) == (1, expected)
 
@@ -437,7 +470,7 @@ def test_s_sends_the_signal_named_to_the_pid_in_the_pid_file(
     recorder = subprocess.Popen([sys.executable, "-c", RECORDER, str(record), str(pid_file)])
     try:
         assert poll(pid_file.exists, TIMEOUT), "the recorder did not start"
-        result = nginxws(nginxws_bin, "-s", name, "-c", str(conf), cwd=conf.parent)
+        result = nginxws(nginxws_bin, "-s", name, "-p", str(conf.parent), "-c", str(conf), cwd=conf.parent)
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
         assert poll(record.exists, TIMEOUT)
         assert poll(lambda: record.read_text().endswith("\n"), TIMEOUT)
@@ -450,21 +483,22 @@ def test_s_sends_the_signal_named_to_the_pid_in_the_pid_file(
 # --- running --------------------------------------------------------------------------
 
 
-def sample_conf(port: int) -> str:
+def sample_conf(port: int, publish_port: int = 8081) -> str:
     text = (Path(__file__).parents[2] / "sample.conf").read_text()
-    return text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    return text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
+        "127.0.0.1:8081", f"127.0.0.1:{publish_port}")
 
 
 def test_sample_conf_passes_t(nginxws_bin: str, tmp_path: Path) -> None:
     conf = tmp_path / "sample.conf"
     conf.write_text(sample_conf(8080))
-    result = nginxws(nginxws_bin, "-t", "-c", conf.name, cwd=tmp_path)
+    result = nginxws(nginxws_bin, "-t", "-p", str(tmp_path), "-c", conf.name, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.endswith(f"nginxws: configuration file {conf} test is successful\n")
 
 
 def test_sample_conf_serves_in_the_foreground_until_s_stop(nginxws_bin: str, run_nginxws, free_port) -> None:
-    server = run_nginxws(sample_conf(free_port()))
+    server = run_nginxws(sample_conf(free_port(), free_port()))
     pid_file = server.prefix / "nginxws.pid"
     # The listen socket accepts before the pid file is written (nginx orders it
     # the same way), so wait for the file rather than read it at once.
@@ -475,3 +509,15 @@ def test_sample_conf_serves_in_the_foreground_until_s_stop(nginxws_bin: str, run
     assert server.wait_exit() == 0
     assert not (server.prefix / "nginxws.pid").exists()
     assert "Traceback" not in server.stderr()
+
+
+def test_sample_conf_channels_work_as_the_readme_shows(run_nginxws, free_port) -> None:
+    port, publish_port = free_port(), free_port()
+    server = run_nginxws(sample_conf(port, publish_port))
+    with connect(f"ws://127.0.0.1:{port}/ws?room=lobby", open_timeout=TIMEOUT) as ws:
+        ws.recv(timeout=TIMEOUT)  # the welcome
+        answer = httpx.post(f"http://127.0.0.1:{publish_port}/pub", params={"channel": "lobby"},
+                            content="hello, lobby", timeout=TIMEOUT)
+        assert answer.status_code == 202
+        assert ws.recv(timeout=TIMEOUT) == "hello, lobby"
+    server.stop()

@@ -19,6 +19,8 @@ import pytest
 from support.clients import PUSH_URL, first_push_url
 from websockets.sync.client import connect
 
+pytestmark = pytest.mark.apt
+
 BIN = Path(sys.executable).parent
 INSTALL_HINT = "run tests/browser/install.sh (pip httpie, apt curl)"
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")

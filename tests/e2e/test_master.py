@@ -351,6 +351,27 @@ def test_a_session_on_an_old_worker_stays_open_and_pushable_after_the_reload(sta
     master.wait_log(rf"worker process {old_worker} exited with code 0$")
 
 
+def test_a_draining_worker_reopens_its_logs_and_obeys_a_stop(start_master):
+    # An old generation may drain for hours: log rotation (USR1) and a stop
+    # (TERM) must still reach it, and the sessions it closes must be logged.
+    master = start_master(workers=1)
+    (old_worker,) = master.workers()
+    with connect(master.url, open_timeout=TIMEOUT) as ws:
+        welcome(ws)
+        rewrite(master, workers=1)
+        master.signal(signal.SIGHUP)
+        master.wait_log(rf"\[notice\] {old_worker}#0: gracefully shutting down$")
+        master.signal(signal.SIGUSR1)
+        master.wait_log(rf"\[notice\] {old_worker}#0: reopening logs$")
+        master.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, "cut, not closed: KILLed?"
+    assert master.run.wait_exit(TIMEOUT) == 0
+    master.wait_log(rf"worker process {old_worker} exited with code 0$")
+    assert re.search(r'"GET /ws HTTP/1\.1" 101 ', (master.logs / "access.log").read_text())
+
+
 def listening_sockets(pid: int, port: int) -> set[str]:
     """Inodes of the sockets ``pid`` has open that listen on 127.0.0.1:``port``."""
     wanted = f"0100007F:{port:04X}"

@@ -201,7 +201,7 @@ def test_push_answers(server, client):
         assert too_big.status_code == 413
     with httpx.Client(timeout=5) as http:
         got = http.get(f"{base}/ws", **ident)
-        assert got.status_code == 405
+        assert (got.status_code, got.reason_phrase) == (405, "Not Allowed")  # nginx's words
         assert got.headers["allow"] == "POST, OPTIONS"
         options = http.options(f"{base}/ws")
         assert options.status_code == 204
@@ -479,7 +479,8 @@ def test_plain_get_on_websocket_location_is_426(server):
 
 
 def test_other_method_on_websocket_location_is_405(server):
-    assert httpx.post(f"http://127.0.0.1:{server.port}/ws", timeout=5).status_code == 405
+    got = httpx.post(f"http://127.0.0.1:{server.port}/ws", timeout=5)
+    assert (got.status_code, got.reason_phrase) == (405, "Not Allowed")
 
 
 def test_malformed_handshake_is_400(server):
@@ -686,6 +687,33 @@ def test_access_log_has_handshake_101_and_push_204_in_combined_format(server):
                     log="access.log")
 
 
+def test_error_log_at_info_says_how_each_client_left(start_server):
+    # nginx logs a client's leaving at info (not its arrival): the sample
+    # configuration's "error_log stderr info" shows clients going.
+    server = start_server(websocket="pingintvl=200 idleintvl=400",
+                          locations='location = /health { return 200 "ok"; }')
+    with connect(server.url) as ws:
+        push_url = receive(ws)
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client closed connection with 1000$")
+    raw = RawClient(server.port)
+    raw.message()
+    raw.close()
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client prematurely closed connection$")
+    raw = RawClient(server.port, auto_pong=False)
+    closed = raw.wait_closed()
+    assert closed is not None and closed.code == 1001
+    raw.close()
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client timed out, closed with 1001$")
+    socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client closed connection while waiting for request$")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200 ")
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client 127\.0\.0\.1 closed keepalive connection$")
+    assert push(push_url, "too late").status_code == 404  # a pusher, on the push listener
+    server.wait_log(r"\[info\] \d+#0: \*\d+ client 127\.0\.0\.1 closed keepalive connection$", count=2)
+
+
 def test_error_log_lines_have_nginx_shape(server):
     assert_still_serving(server)
     server.stop(signal.SIGTERM)
@@ -707,3 +735,13 @@ def test_term_closes_every_session_with_1001(server):
     stack.close()
     assert server.proc.returncode == 0
     assert not (server.prefix / "nginxws.pid").exists()
+
+
+def test_a_session_a_stop_cuts_short_is_still_logged(server):
+    # The client never answers the server's close frame: after the stop's
+    # grace the worker cuts the connection, and the session still gets its
+    # access-log line, as nginx logs a request its worker finalizes on exit.
+    raw = RawClient(server.port)
+    assert server.stop(signal.SIGTERM) == 0
+    raw.close()
+    assert re.search(r'"GET /ws HTTP/1\.1" 101 \d+ ', server.log("access.log")), server.log("access.log")

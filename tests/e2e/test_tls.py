@@ -8,6 +8,7 @@ temporary directory and trusts that CA only.  The Browser's side is in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -102,6 +103,50 @@ def test_wss_client_gets_its_welcome_echoes_and_pushes_over_https(run_nginxws, f
             httpx.post(welcome.replace("https://", "http://"), content=b"x", timeout=TIMEOUT)
     wait_log(tmp_path, r'^https 101 "GET /ws HTTP/1.1"$', "access.log")
     wait_log(tmp_path, r'^https 204 "POST /ws HTTP/1.1"$', "access.log")
+
+
+def test_a_channel_publish_reaches_wss_subscribers_on_every_worker(run_nginxws, free_port, tmp_path, ca) -> None:
+    ca.issue("a.test")
+    ca.issue("chat.test")
+    port = free_port()
+    # The default server of the address: clients that name no known host come here.
+    channels = f"""
+    server {{
+        listen 127.0.0.1:{port} default_server;
+        server_name chat.test;
+        ssl_certificate {tmp_path}/tls/chat.test.pem;
+        ssl_certificate_key {tmp_path}/tls/chat.test.key;
+        location /chat {{ websocket; websocket_channels news; }}
+        location /pub {{ websocket_publish news; }}
+    }}"""
+    run = run_nginxws(tls_conf(tmp_path, port, main="daemon off;\nworker_processes 2;", servers=channels))
+    wait_log(tmp_path, r"worker process \d+ accepts pushes")
+    context = ca.client_context()
+    with contextlib.ExitStack() as opened:
+        clients = [opened.enter_context(connect(f"wss://127.0.0.1:{port}/chat", ssl=context,
+                                                server_hostname="chat.test", open_timeout=TIMEOUT))
+                   for _ in range(6)]
+        for client in clients:
+            client.recv(timeout=CLIENT_TIMEOUT)  # the welcome
+        messages = ["first", "x" * 200_000, "third"]  # the large one fills socket buffers
+        for message in messages:
+            answer = _post(port, "/pub", message.encode(), context)
+            assert answer.startswith(b"HTTP/1.1 202 ")
+        for client in clients:
+            assert [client.recv(timeout=CLIENT_TIMEOUT) for _ in messages] == messages
+    assert "Traceback" not in run.stderr() + log(tmp_path)
+
+
+def _post(port: int, path: str, body: bytes, context: ssl.SSLContext) -> bytes:
+    """POST ``body`` to https://chat.test:``port``/``path``; the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as sock:
+        with context.wrap_socket(sock, server_hostname="chat.test") as tls:
+            tls.sendall(b"POST %s HTTP/1.1\r\nHost: chat.test\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                        % (path.encode(), len(body)) + body)
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    return data
 
 
 def test_sni_chooses_each_servers_certificate_and_host_routes(run_nginxws, free_port, tmp_path, ca) -> None:

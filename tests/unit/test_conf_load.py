@@ -133,8 +133,8 @@ def test_g_errors_are_reported_in_command_line(tmp_path: Path, directives: str, 
 
 def test_g_warnings_are_placed_in_command_line(tmp_path: Path) -> None:
     write(tmp_path, {"nginx.conf": EVENTS})
-    cfg = load(str(tmp_path / "nginx.conf"), directives="user nobody;")
-    assert warning_lines(cfg) == ('[warn] "user" directive is ignored in command line',)
+    cfg = load(str(tmp_path / "nginx.conf"), directives="worker_priority 0;")
+    assert warning_lines(cfg) == ('[warn] "worker_priority" directive is ignored in command line',)
 
 
 def test_directive_error_before_a_syntax_error_is_reported_first(tmp_path: Path) -> None:

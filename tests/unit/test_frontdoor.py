@@ -9,7 +9,7 @@ import h11
 import pytest
 
 from nginxws.conf import load
-from nginxws.frontdoor import Answer, decide
+from nginxws.frontdoor import Answer, Publish, decide
 from nginxws.routing import Router
 from nginxws.wsconn import Upgrade
 
@@ -27,6 +27,9 @@ http {
         location /away { return 302 https://elsewhere.example/; }
         location /drop { return 444; }
         location /empty { return 204; }
+        location /chat { websocket; websocket_channels $arg_room news $arg_room; }
+        location ~ ^/sub/(?<room>\w+)/(\w+)$ { websocket; websocket_channels $room-$2 $cookie_c $remote_addr; }
+        location /pub { websocket_publish $arg_channel; }
     }
     server {
         listen 127.0.0.1:8080;
@@ -120,3 +123,55 @@ def test_a_body_declared_over_client_max_body_size_is_413_logged_and_closed(grou
     assert (answer.status, answer.close, answer.read_body) == (413, True, False)
     assert answer.log == ("error", "client intended to send too large body: 1025 bytes")
     assert decide(request(b"/health", b"POST", extra=[(b"Content-Length", b"1024")]), group, b"").status == 200
+
+
+# -- channels ------------------------------------------------------------------------------
+
+
+def test_websocket_channels_are_expanded_once_each_in_order(group):
+    decision = decide(request(b"/chat?room=lobby", extra=HANDSHAKE), group, b"", ("10.0.0.1", 5000))
+    assert isinstance(decision, Upgrade)
+    assert decision.channels == ("lobby", "news")
+
+
+def test_an_empty_expansion_joins_nothing(group):
+    decision = decide(request(b"/chat", extra=HANDSHAKE), group, b"", ("10.0.0.1", 5000))
+    assert decision.channels == ("news",)
+
+
+def test_captures_cookies_and_the_address_pick_channels(group):
+    decision = decide(request(b"/sub/blue/7", extra=[*HANDSHAKE, (b"Cookie", b"a=1; c=from-cookie")]),
+                      group, b"", ("10.0.0.1", 5000))
+    assert decision.channels == ("blue-7", "from-cookie", "10.0.0.1")
+
+
+@pytest.mark.parametrize("target", [b"/chat?room=a%20b", b"/chat?room=" + b"x" * 129, b"/chat?room=a/b"])
+def test_a_bad_channel_name_refuses_the_handshake_with_400(group, target):
+    decision = decide(request(target, extra=HANDSHAKE), group, b"", ("10.0.0.1", 5000))
+    assert isinstance(decision, Answer) and decision.status == 400
+    assert decision.log == ("info", "client sent invalid channel name")
+
+
+def test_a_post_to_a_publish_location_is_a_publish(group):
+    decision = decide(request(b"/pub?channel=news", b"POST", extra=[(b"Content-Type", b"application/octet-stream"),
+                                                                    (b"Content-Length", b"3")]), group, b"")
+    assert isinstance(decision, Publish)
+    assert (decision.channel, decision.content_type) == ("news", b"application/octet-stream")
+
+
+@pytest.mark.parametrize("target, method, status", [
+    (b"/pub?channel=news", b"GET", 405),
+    (b"/pub?channel=news", b"PUT", 405),
+    (b"/pub", b"POST", 400),
+    (b"/pub?channel=no%20pe", b"POST", 400),
+])
+def test_bad_publishes_are_answered_before_the_body(group, target, method, status):
+    decision = decide(request(target, method), group, b"")
+    assert isinstance(decision, Answer) and decision.status == status
+    if status == 405:
+        assert decision.headers == ((b"Allow", b"POST"),)
+
+
+def test_a_publish_over_client_max_body_size_is_413(group):
+    decision = decide(request(b"/pub?channel=news", b"POST", extra=[(b"Content-Length", b"2000")]), group, b"")
+    assert isinstance(decision, Answer) and (decision.status, decision.close) == (413, True)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nginxws.conf.model import HttpSettings, Listen, Location, Server, WebSocket
-from nginxws.pushhttp import PushParser, push_id_from, push_message
+from nginxws.pushhttp import PushParser, channel_changes, push_id_from, push_message
 from nginxws.registry import PushError
 
 HEAD_LIMIT = 2 * 1024
@@ -338,3 +338,21 @@ def test_a_chunked_body_over_the_limit_keeps_nothing_it_read():
     parser = parse(b"POST /ws HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
     (request,) = parser.ready
     assert (request.status, request.body) == (413, [])
+
+
+@pytest.mark.parametrize("query, changes", [
+    (b"", []),
+    (b"id=abc", []),
+    (b"subscribe=news", [("subscribe", "news")]),
+    (b"unsubscribe=a&subscribe=b&id=x&subscribe=c", [("unsubscribe", "a"), ("subscribe", "b"), ("subscribe", "c")]),
+    (b"subscribe=user%3A42", [("subscribe", "user:42")]),
+])
+def test_channel_changes_in_order(query, changes):
+    assert channel_changes(query) == changes
+
+
+@pytest.mark.parametrize("query", [b"subscribe=", b"subscribe=a%20b", b"unsubscribe=" + b"x" * 129, b"subscribe=a/b"])
+def test_a_channel_change_with_a_bad_name_is_400(query):
+    with pytest.raises(PushError) as refused:
+        channel_changes(query)
+    assert refused.value.status == 400

@@ -33,6 +33,7 @@ def resolve_from_table(name: str) -> tuple[str, ...]:
 
 
 def load_text(tmp_path: Path, text: str, **kwargs) -> Config:
+    (tmp_path / "logs").mkdir(exist_ok=True)  # a worker opens its access logs as it starts
     (tmp_path / "nginx.conf").write_text("events {}\n" + text)
     return load(str(tmp_path / "nginx.conf"), prefix=str(tmp_path), **kwargs)
 

@@ -218,3 +218,64 @@ def test_send_watch_gives_up_on_sends_past_their_deadline_only():
         assert watch.expired(70.0) == [later]
 
     trio.run(main)
+
+
+# -- channel deliveries (wsconn.Session.deliver) --------------------------------------------
+
+
+def test_a_channel_delivery_is_written_at_once_or_queued_and_a_full_backlog_says_slow():
+    async def main():
+        with socket_pair() as (stream, theirs):
+            async with trio.open_nursery() as nursery:
+                session = session_on(stream, nursery, SendWatch(), limit=2)
+                with scheduler_trips() as steps:
+                    assert session.deliver(b"\x81\x02hi", "hi") is True
+                    assert session.bytes_sent == 4
+                    session.write(payload(1))  # fills the socket: a backlog starts
+                    assert session.deliver(b"\x81\x01a", "a") is True  # queued (backlog: 2 frames)
+                    assert session.deliver(b"\x81\x01b", "b") is None  # full: slow
+                assert steps.count == 0, "a delivery waited for the client"
+                theirs.setblocking(True)
+                theirs.settimeout(5)
+                received = bytearray()
+                while len(received) < 4 + BIG + 3:
+                    received += await trio.to_thread.run_sync(theirs.recv, 65536)
+                assert received.startswith(b"\x81\x02hi") and received.endswith(b"\x81\x01a")
+                await session.drained()
+
+    run(main)
+
+
+def test_a_closing_session_takes_no_channel_delivery():
+    async def main():
+        with socket_pair() as (stream, theirs):
+            async with trio.open_nursery() as nursery:
+                session = session_on(stream, nursery, SendWatch())
+                session.close(1001, "bye")
+                assert session.deliver(b"\x81\x01x", "x") is False
+
+    run(main)
+
+
+def test_a_deflate_session_frames_a_channel_message_itself():
+    async def main():
+        from wsproto import ConnectionType
+        from wsproto.connection import Connection
+        from wsproto.extensions import PerMessageDeflate
+
+        from nginxws.session import SessionProtocol, Timers
+
+        with socket_pair() as (stream, theirs):
+            async with trio.open_nursery() as nursery:
+                deflate = PerMessageDeflate()
+                deflate._enabled = True
+                proto = SessionProtocol(Connection(ConnectionType.SERVER, [deflate]),
+                                        Timers(300.0, 360.0, trio.current_time()), BIG, extensions=True)
+                session = Session(proto, stream, limit=4, nursery=nursery, watch=SendWatch(),
+                                  send_timeout=SEND_TIMEOUT)
+                shared_frame = b"\x81\x05hello"
+                assert session.deliver(shared_frame, "hello") is True
+                got = await read_all(theirs, 2)
+                assert got[0] & 0x40, "the frame is compressed (RSV1), not the shared plain one"
+
+    run(main)

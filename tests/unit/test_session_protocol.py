@@ -160,6 +160,47 @@ def test_no_push_frame_once_the_session_is_closing():
     assert peer.server.message("late push") is None
 
 
+# -- how a session ended, for the error log at info ---------------------------------
+
+
+def close_after_idle(peer: Peer) -> None:
+    peer.server.tick(PING)
+    peer.hear(peer.server.tick(IDLE))
+
+
+@pytest.mark.parametrize(
+    ("end", "ending"),
+    [
+        (lambda p: p.send(CloseConnection(1000)), "client closed connection with 1000"),
+        (lambda p: p.send(CloseConnection(4000, "bye")), "client closed connection with 4000"),
+        (lambda p: p.server.receive(None, 1.0), "client prematurely closed connection"),
+        (lambda p: p.send(raw=b"\x81\x02hi"),
+         "client sent invalid frame: server received unexpected unmasked frame, closed with 1002"),
+        (lambda p: p.send(BytesMessage(b"x" * 2000)), "client sent too large message, closed with 1009"),
+        # The idle close is the server's decision, whatever the client does next.
+        (lambda p: (close_after_idle(p), p.send(CloseConnection(1001))), "client timed out, closed with 1001"),
+        (lambda p: (close_after_idle(p), p.server.receive(None, IDLE + 1)), "client timed out, closed with 1001"),
+        (lambda p: (close_after_idle(p), p.server.tick(IDLE + CLOSE_TIMEOUT)), "client timed out, closed with 1001"),
+    ],
+    ids=["close", "close-4000", "eof", "protocol-error", "too-big", "idle-answered", "idle-then-eof",
+         "idle-unanswered"],
+)
+def test_the_ending_names_how_the_client_left(end, ending):
+    peer = Peer()
+    assert peer.server.ending() is None
+    end(peer)
+    assert peer.server.done
+    assert peer.server.ending() == ending
+
+
+def test_a_close_the_server_starts_on_its_own_account_has_no_ending():
+    # A stop or a slow subscriber's close is logged where it is decided.
+    peer = Peer()
+    peer.hear(peer.server.close(1001, "server shutting down", 2.0))
+    peer.send(CloseConnection(1001), now=3.0)
+    assert peer.server.done and peer.server.ending() is None
+
+
 # -- permessage-deflate -------------------------------------------------------------
 
 

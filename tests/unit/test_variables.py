@@ -249,7 +249,7 @@ def test_equal_texts_compile_to_equal_values() -> None:
 
 def test_request_is_the_protocol_a_value_reads() -> None:
     # The runtime passes its own objects; the plain Request has exactly the fields evaluation reads.
-    assert Request.__slots__ == ("target", "headers", "remote_addr", "uri", "captures")
+    assert Request.__slots__ == ("target", "headers", "remote_addr", "realip_remote_addr", "uri", "captures")
 
 
 # -- any text -------------------------------------------------------------------------
