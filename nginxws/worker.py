@@ -177,6 +177,8 @@ class Worker:
         it cannot bind, a log it cannot open, a ``user`` it cannot become, a
         TLS file that no longer loads (``ConfigError``).
         """
+        # Certificates and keys are read now, while the worker is still root
+        # (as nginx's master reads them): a key may be readable by root only.
         self.tls = WorkerTls(self.config.http, self.router)
         listeners = [Listener(s) for s in sockets]
         for listener in listeners:

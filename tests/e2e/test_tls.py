@@ -21,7 +21,7 @@ import httpx
 import pytest
 from support.certs import Authority, subject_name
 from support.clients import CLIENT_TIMEOUT, handshake
-from support.processes import poll
+from support.processes import poll, processes
 from websockets.sync.client import connect
 
 TIMEOUT = 10.0
@@ -348,3 +348,22 @@ def test_t_refuses_certificate_files_that_do_not_load(nginxws_bin, free_port, tm
         "nginxws: [emerg] " + expected.format(tls=tmp_path / "tls", conf=conf),
         f"nginxws: configuration file {conf} test failed",
     ]
+
+
+def test_workers_load_a_root_only_key_before_they_become_their_user(run_nginxws, free_port, tmp_path, ca) -> None:
+    # As nginx's master loads certificates as root, a worker loads its own
+    # before it gives root up for ``user``: a key only root may read serves.
+    import grp
+    import os
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    issued = ca.issue("a.test")
+    issued.key.chmod(0o600)
+    port = free_port()
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    run = run_nginxws(tls_conf(tmp_path, port, main=f"user nobody {group};\ndaemon off;\nworker_processes 1;"))
+    wait_log(tmp_path, r"worker process \d+ accepts pushes")
+    workers = [pid for pid, state, parent, _ in processes() if parent == run.pid and state != "Z"]
+    assert [os.stat(f"/proc/{pid}").st_uid for pid in workers] == [nobody.pw_uid]
+    assert peer_certificate(port, ca.client_context(), "a.test") == "a.test"
