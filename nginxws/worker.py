@@ -48,7 +48,16 @@ from nginxws.pushlistener import PushConnection
 from nginxws.registry import Registry
 from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
-from nginxws.tls import ListenTls, PushTls, TlsStream, WorkerTls, describe, first_byte, handshake_failure, looks_like_tls
+from nginxws.tls import (
+    ListenTls,
+    PushTls,
+    TlsStream,
+    WorkerTls,
+    describe,
+    first_byte,
+    handshake_failure,
+    looks_like_tls,
+)
 from nginxws.wsconn import SendWatch, Session
 
 FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye

@@ -208,7 +208,8 @@ class Build:
         first, *others = list(websocket_locations(server.locations)) or [None]
         for location in others:
             ws, decided = location.websocket, first.websocket
-            if (ws.push_listen, ws.push_host, ws.push_ssl) != (decided.push_listen, decided.push_host, decided.push_ssl):
+            if (ws.push_listen, ws.push_host, ws.push_ssl) != (
+                    decided.push_listen, decided.push_host, decided.push_ssl):
                 self.ctx.warnings.append(ConfigError(
                     f'"push_listen", "push_host" and "push_ssl" of location "{location.pattern}" are ignored: '
                     f'the server\'s first websocket location "{first.pattern}" sets them',

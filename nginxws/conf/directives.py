@@ -154,8 +154,8 @@ SUPPORTED_DIRECTIVES = (
            "`reuseport`, `ipv6only=`) may be given once per address, and apply to every server "
            "listening there. `ssl` makes every connection to the address TLS (see "
            "[TLS](tls.md)); it may be given on any of the address's listens. nginx's `http2`, "
-           "`quic`, `proxy_protocol`, `deferred`, `bind`, `fastopen`, `rcvbuf`, `sndbuf`, `accept_filter`, `setfib`, `so_keepalive` "
-           "are refused with an error."),
+           "`quic`, `proxy_protocol`, `deferred`, `bind`, `fastopen`, `rcvbuf`, `sndbuf`, "
+           "`accept_filter`, `setfib`, `so_keepalive` are refused with an error."),
     _d("server_name", {SERVER}, ONE_MORE, h.server_name,
        syntax="server_name name ...;", default='server_name "";',
        doc="The names of the server, matched against the Host header: exact names "

@@ -291,7 +291,8 @@ def test_bad_handshakes_are_answered_or_closed_and_the_worker_serves_on(
     stranger = Authority(tmp_path / "stranger", "someone else").client_context()
     with pytest.raises(ssl.SSLCertVerificationError):
         peer_certificate(port, stranger, "a.test")
-    wait_log(tmp_path, r"SSL_do_handshake\(\) failed \(SSL: \[SSL: (TLSV1_ALERT_UNKNOWN_CA|SSLV3_ALERT_BAD_CERTIFICATE)\]")
+    wait_log(tmp_path, r"SSL_do_handshake\(\) failed \(SSL: \[SSL: "
+                       r"(TLSV1_ALERT_UNKNOWN_CA|SSLV3_ALERT_BAD_CERTIFICATE)\]")
     # The same worker still serves a good client.
     with connect(f"wss://127.0.0.1:{port}/ws", ssl=context, server_hostname="a.test", open_timeout=TIMEOUT) as ws:
         assert PUSH_HTTPS.fullmatch(ws.recv(timeout=CLIENT_TIMEOUT))
