@@ -241,7 +241,7 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         return Publish(channel, server, settings, found.get(b"content-type"))
 
     if answer is not None:
-        return _return(answer, server, settings, found.get(b"host"))
+        return _return(answer, server, settings, found.get(b"host"), exchange)
     status = 404 if request.method in (b"GET", b"HEAD") else 405
     return Answer(status, server, settings, read_body=True)
 
@@ -255,13 +255,16 @@ def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing:
                   log=("info", "client sent plain HTTP request to HTTPS port while reading client request headers"))
 
 
-def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
-    """nginx's ``return``: a redirect, a text body, an error page, or 444."""
+def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None,
+            exchange: Exchange | None) -> Answer:
+    """nginx's ``return``: a redirect, a text body, an error page, or 444.
+    A relative redirect keeps the request's scheme (``https`` over TLS)."""
     code = answer.code
     if code in REDIRECT_CODES and answer.text is not None:
         target = answer.text
         if target.startswith("/"):
-            target = f"http://{host.decode('latin-1') if host else 'localhost'}{target}"
+            scheme = "https" if exchange is not None and exchange.scheme == b"https" else "http"
+            target = f"{scheme}://{host.decode('latin-1') if host else 'localhost'}{target}"
         return Answer(code, server, settings, headers=((b"Location", target.encode()),), read_body=True)
     if answer.text is not None:
         return Answer(code, server, settings, headers=((b"Content-Type", b"text/plain"),), page=False,
