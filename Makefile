@@ -16,7 +16,7 @@ REQUIREMENTS := $(BIN)/python -c 'import sys, tomllib; \
 	name = sys.argv[1]; \
 	print("\n".join(project[name] if name == "dependencies" else project["optional-dependencies"][name]))'
 
-.PHONY: run test test-python install autobahn system-tools conformance
+.PHONY: run test test-python install autobahn system-tools redis conformance
 
 ## Start nginxws on sample.conf in the foreground (Ctrl-C stops it), with this
 ## directory as its prefix: the pid file is ./nginxws.pid, and
@@ -31,13 +31,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.test-deps $(VENV)/.installed
 	@echo "make test: apt-get installs the Debian packages the browser, client and contrib tests need, if missing;"
 	@echo "make test: Autobahn|Testsuite needs CPython 2.7 (pyenv 2.7.18, or NGINXWS_PYTHON27). Without either: make test-python"
-	$(MAKE) --no-print-directory system-tools autobahn
+	$(MAKE) --no-print-directory system-tools redis autobahn
 	NGINXWS_TEST_INSTALLED=1 $(BIN)/python -P -m pytest
 	$(MAKE) --no-print-directory conformance
 
 ## The Python tests alone, against the installed package: no apt-get, no
 ## Python 2.7. The tests marked `apt` (Chromium, curl, systemd-analyze,
-## logrotate, nginx + nchan) are deselected; everything else runs.
+## logrotate, nginx + nchan, redis-server) are deselected; everything else runs.
 test-python: $(VENV)/.test-deps $(VENV)/.installed
 	NGINXWS_TEST_INSTALLED=1 $(BIN)/python -P -m pytest -m "not apt"
 
@@ -69,6 +69,11 @@ system-tools: $(VENV)/.test-deps
 	bash tests/browser/install.sh $(BIN)/python
 	bash tests/contrib/install.sh
 
+## What the Redis tests drive (channels across hosts): Debian's redis-server
+## and redis-cli, and ip for the three-host test's network namespaces.
+redis:
+	bash tests/redis/install.sh
+
 ## Autobahn|Testsuite runs under Python 2.7; installed once into ~/.cache.
 autobahn:
 	bash tests/conformance/install-autobahn.sh >/dev/null
@@ -89,5 +94,5 @@ $(VENV)/.deps: pyproject.toml
 
 ## The test tools (the test extra), for make test and make test-python only.
 $(VENV)/.test-deps: $(VENV)/.deps
-	$(REQUIREMENTS) test | $(BIN)/pip install --quiet -r /dev/stdin
+	( $(REQUIREMENTS) test; $(REQUIREMENTS) redis ) | $(BIN)/pip install --quiet -r /dev/stdin
 	touch $@

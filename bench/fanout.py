@@ -57,6 +57,9 @@ REPORT_LIMIT = 10.0
 POLL = 0.02
 """Seconds between two questions to the client processes while the messages arrive."""
 KINDS = ("nginxws", "nchan")
+UNAVAILABLE = 503
+UNAVAILABLE_PAUSE = 0.1
+"""Seconds between warm-up publishes while the servers' Redis link comes up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +128,23 @@ def shares(subscribers: int, processes: int) -> list[int]:
 
 
 def fan_out(
-    server: systems.RunningServer, counts: Counts, client_processes: int, deadline: float
+    server: systems.RunningServer, counts: Counts, client_processes: int, deadline: float,
+    others: tuple[systems.RunningServer, ...] = (), redis: systems.RunningServer | None = None,
 ) -> dict[str, float]:
-    """Subscribe, prime, publish, collect: one system's figures for one round."""
+    """Subscribe, prime, publish, collect: one system's figures for one round.
+
+    `others` (fanout_hosts.py): more servers sharing the channel through `redis`; the
+    subscribers are spread over all of them (client process by client process), the
+    publisher stays on `server`, the server CPU is the sum of them all, and Redis's CPU is
+    counted apart (``fanout_redis_cpu_us``)."""
+    servers = (server, *others)
     with ExitStack() as stack:
         children: list[Child] = []
-        for share in shares(counts.subscribers, client_processes):
+        for number, share in enumerate(shares(counts.subscribers, client_processes)):
             errors = stack.enter_context(tempfile.TemporaryFile())
+            target = servers[number % len(servers)]
             child = Child(
-                [sys.executable, "fanout_load.py", str(server.port), SUBSCRIBE_PATH, str(share),
+                [sys.executable, "fanout_load.py", str(target.port), SUBSCRIBE_PATH, str(share),
                  str(counts.publishes), str(counts.payload), str(counts.read_batch)],
                 errors,
             )
@@ -144,21 +155,24 @@ def fan_out(
             child.expect(b"ready", connected_by)
         publisher = Publisher(server.publish_port)
         stack.callback(publisher.close)
-        _prime(publisher, children, counts, deadline)
-        held = server.connections_by_process(server.port)
-        harness.run_async(lambda: loadgen.quiesce(server), 10)
+        _prime(publisher, children, counts, deadline, wait_unavailable=redis is not None)
+        held = [n for each in servers for n in each.connections_by_process(each.port)]
+        for each in (*servers, *([redis] if redis else [])):
+            harness.run_async(lambda each=each: loadgen.quiesce(each), 10)
         for child in children:
             child.say(b"go")
         statuses: list[int] = []
         answer_ns: list[int] = []
-        cpu_before = server.cpu_seconds_exact()
+        cpu_before = sum(each.cpu_seconds_exact() for each in servers)
+        redis_before = redis.cpu_seconds_exact() if redis else 0.0
         started_ns = time.monotonic_ns()
         for seq in range(counts.publishes):
             sent_ns = time.monotonic_ns()
             statuses.append(publisher.publish(message(seq, counts.payload)))
             answer_ns.append(time.monotonic_ns() - sent_ns)
         reports = _collect(children, counts, deadline)
-        cpu = server.cpu_seconds_exact() - cpu_before
+        cpu = sum(each.cpu_seconds_exact() for each in servers) - cpu_before
+        redis_cpu = redis.cpu_seconds_exact() - redis_before if redis else float("nan")
     delivered = sum(int(report[0]) for report in reports)
     violations = sum(int(report[1]) for report in reports)
     last_ns = max(int(report[2]) for report in reports)
@@ -168,6 +182,7 @@ def fan_out(
     return {
         "fanout_rate": delivered / elapsed,
         "fanout_cpu_us": cpu / max(delivered, 1) * 1e6,
+        "fanout_redis_cpu_us": redis_cpu / max(delivered, 1) * 1e6,
         "fanout_publish_ms": statistics.median(answer_ns) / 1e6,
         "fanout_client_us": client_cpu / max(delivered, 1) * 1e6,
         "fanout_busiest_pct": max(held) / sum(held) * 100 if sum(held) else float("nan"),
@@ -178,11 +193,20 @@ def fan_out(
     }
 
 
-def _prime(publisher: Publisher, children: list[Child], counts: Counts, deadline: float) -> None:
-    """Publish warm-up messages until every subscriber has had one."""
+def _prime(publisher: Publisher, children: list[Child], counts: Counts, deadline: float,
+           wait_unavailable: bool = False) -> None:
+    """Publish warm-up messages until every subscriber has had one.
+
+    `wait_unavailable`: a 503 (nginxws whose Redis link is not up yet) is waited out, until
+    the deadline, rather than failing."""
     missing = counts.subscribers
-    for _attempt in range(PRIME_ATTEMPTS):
+    attempt = 0
+    while attempt < PRIME_ATTEMPTS:
         status = publisher.publish(warmup(counts.payload))
+        if wait_unavailable and status == UNAVAILABLE and time.monotonic() < deadline:
+            time.sleep(UNAVAILABLE_PAUSE)
+            continue
+        attempt += 1
         if status not in loadgen.OK_STATUSES:
             raise Failed(f"a warm-up publish was answered {status or 'with nothing'}")
         for child in children:

@@ -4,6 +4,7 @@
     python bench/run.py floors [--quick | --smoke] [--uvloop-python PATH] ...
     python bench/run.py memory [--clients N] [--top N]
     python bench/run.py fanout [--quick | --smoke] [--systems nginxws,nchan] ...
+    python bench/run.py fanout-hosts [--quick | --smoke] [--systems nginxws,nchan] ...
 
 systems (the default, harness.py): nginxws side by side with its peers, fresh servers per
 scenario, rounds interleaved; the table goes between the ``bench`` markers of --markdown.
@@ -11,8 +12,10 @@ floors (floors.py): what trio, trio-websocket, h11 and wsproto cost alone; the `
 memory (memory_owners.py): an idle connection's memory by the library that allocated it.
 fanout (fanout.py): one publish to 2,000 subscribers of a channel, nginxws beside nchan; the
 ``fanout`` markers.
+fanout-hosts (fanout_hosts.py): the same across two instances of each sharing one redis-server,
+Redis's CPU counted apart; the ``fanout-hosts`` markers.
 
-Each subcommand continues in the interpreter it needs (shared.continue_in): systems and fanout in
+Each subcommand continues in the interpreter it needs (shared.continue_in): systems and fanouts in
 bench/.venv, created from bench/requirements.txt on first use (--no-venv: this interpreter);
 floors and memory in the project's .venv when this interpreter lacks trio, h11, wsproto or
 nginxws. Only the standard library is imported here.
@@ -29,6 +32,7 @@ import shared
 
 MODULES = {
     "systems": "harness", "floors": "floors", "memory": "memory_owners", "fanout": "fanout",
+    "fanout-hosts": "fanout_hosts",
 }
 FLOORS_STACK = ("trio", "trio_websocket", "h11", "wsproto")
 
@@ -80,12 +84,15 @@ def systems_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fanout_parser() -> argparse.ArgumentParser:
+def fanout_parser(hosts: bool = False) -> argparse.ArgumentParser:
+    what = ("Channels across hosts: two instances of each system sharing one redis-server on "
+            "loopback, subscribers on both, the publisher on the first; deliveries/s, server and "
+            "redis-server CPU per delivery apart, lost deliveries and order violations." if hosts else
+            "Channels: sequential publishes, each to every subscriber of one channel, nginxws "
+            "beside nginx + nchan; deliveries/s, server CPU per delivery, lost deliveries and order "
+            "violations.")
     parser = shared.measuring_parser(
-        "bench/run.py fanout",
-        "Channels: sequential publishes, each to every subscriber of one channel, nginxws "
-        "beside nginx + nchan; deliveries/s, server CPU per delivery, lost deliveries and order "
-        "violations.",
+        "bench/run.py fanout-hosts" if hosts else "bench/run.py fanout", what,
         quick="500 subscribers, 20 publishes, one round",
         smoke="50 subscribers, 10 publishes (a test, not a figure)",
     )
@@ -93,7 +100,7 @@ def fanout_parser() -> argparse.ArgumentParser:
         parser, "comma-separated: nginxws, nginxws-nagle (tcp_nodelay off, as nchan's "
         "subscribers), nchan (default: all three)", nchan_workers="1,2"
     )
-    parser.set_defaults(systems="nginxws,nginxws-nagle,nchan")
+    parser.set_defaults(systems="nginxws,nchan" if hosts else "nginxws,nginxws-nagle,nchan")
     parser.add_argument("--subscribers", type=int, help="override the subscriber count (2,000)")
     parser.add_argument("--publishes", type=int, help="override the publish count (100)")
     parser.add_argument("--payload", type=int, help="override each message's bytes (64)")
@@ -132,14 +139,14 @@ def memory_parser() -> argparse.ArgumentParser:
 
 PARSERS = {
     "systems": systems_parser, "floors": floors_parser, "memory": memory_parser,
-    "fanout": fanout_parser,
+    "fanout": fanout_parser, "fanout-hosts": lambda: fanout_parser(hosts=True),
 }
 
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv and argv[0] in MODULES else ("systems", argv)
     args = PARSERS[command]().parse_args(rest)
-    if command in ("systems", "fanout") and not args.no_venv:
+    if command in ("systems", "fanout", "fanout-hosts") and not args.no_venv:
         shared.continue_in(shared.bench_python(), argv)
     elif command == "floors":
         shared.continue_in(shared.PROJECT_PYTHON, argv, needs=FLOORS_STACK)

@@ -391,15 +391,28 @@ def _nginx_temp_paths(workdir: Path) -> str:
     return "\n".join(lines)
 
 
+NGINXWS_REDIS = "    websocket_redis {url};"
+NCHAN_REDIS = """\
+    upstream nchan_redis {{
+        nchan_redis_server {url};
+        nchan_redis_storage_mode nostore;
+    }}"""
+"""nchan's Redis, as nginxws uses it: pub/sub between servers, no message stored (nchan's
+``nostore`` mode), every location on it (``nchan_redis_pass``)."""
+
+
 def start(
-    spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0, fanout: bool = False
+    spec: SystemSpec, tools: Tools, workdir: Path, grace: float = 5.0, fanout: bool = False,
+    redis_url: str | None = None,
 ) -> RunningServer:
     """Start `spec` in `workdir` and wait until it accepts connections.
 
     `grace`: how long to wait for the configured number of processes once the port accepts.
     `fanout`: the channels configuration (nginxws and nchan only): subscribers connect to
     ``/sub?channel=NAME`` on `RunningServer.port`, a POST to ``/pub?channel=NAME`` on
-    `RunningServer.publish_port` reaches them all.
+    `RunningServer.publish_port` reaches them all. `redis_url` (with `fanout`): the channels
+    go through that Redis (nginxws's ``websocket_redis``, nchan's ``nchan_redis_url``), so
+    servers started with the same one share them.
     """
     port = free_port()
     publish_port = None
@@ -416,6 +429,8 @@ def start(
             parameters = spec.deflate.websocket_parameters if spec.deflate else ""
             servers = NGINXWS_PUSH.format(port=port, parameters=parameters)
         http = "    tcp_nodelay off;" if spec.nagle else ""
+        if redis_url:
+            http += "\n" + NGINXWS_REDIS.format(url=redis_url)
         conf.write_text(NGINXWS_CONF.format(workers=spec.workers, nofile=tools.nofile, http=http,
                                             servers=servers))
         binary = tools.baseline if spec.baseline else tools.nginxws
@@ -427,6 +442,9 @@ def start(
             NCHAN_FANOUT.format(port=port, publish_port=publish_port) if fanout
             else NCHAN_PUSH.format(port=port)
         )
+        if redis_url:
+            servers = NCHAN_REDIS.format(url=redis_url) + "\n" + servers.replace(
+                "nchan_message_buffer_length 0;", "nchan_message_buffer_length 0;\n            nchan_redis_pass nchan_redis;")
         conf.write_text(
             NCHAN_CONF.format(
                 module=NCHAN_MODULE, workers=spec.workers, nofile=tools.nofile,

@@ -19,13 +19,21 @@ Theory of operation
   worker that is busy holds up no other.  A queue is bounded
   (``QUEUE_BYTES``); past it, frames for that reader are dropped and the
   drop is logged with ``[alert]``: it means a process has stopped reading.
-* A frame is ``!I`` (the length of what follows), one byte of kind (text
-  or binary), one byte of the channel name's length, the name (ASCII), the
-  message (UTF-8 for text).  The master splits frames by their length and
-  forwards them as they are; only workers decode them.
+* A frame is ``!I`` (the length of what follows), one byte of kind, one
+  byte of the channel name's length, the name (ASCII), the message (UTF-8
+  for text).  The master splits frames by their length and forwards
+  messages as they are; only workers decode them.
+* Kinds: ``TEXT`` and ``BINARY`` are messages, both ways.  With
+  ``websocket_redis`` (the bus between hosts, ``nginxws.redislink``) three
+  more carry what the master needs and tells: a worker sends ``SUBSCRIBE``
+  when a channel gets its first subscriber on that worker and
+  ``UNSUBSCRIBE`` when it loses its last (name, no message), and the master
+  sends ``REMOTE_UP`` / ``REMOTE_DOWN`` (no name) when its link to Redis
+  comes up or goes down, and once to each worker as it becomes ready.
+  Without Redis none of them is ever sent.
 
-The bus is the seam where a bus between hosts plugs in: the master is the
-one process per host that sees every publish.
+The master is the one process per host that sees every publish: the bus
+between hosts plugs in there (``nginxws.master``).
 """
 
 from __future__ import annotations
@@ -37,7 +45,10 @@ from collections.abc import Callable
 import trio
 
 HEAD = struct.Struct("!IBB")  # length of the rest, kind, name length
-TEXT, BINARY = 0, 1
+TEXT, BINARY = 0, 1  # a message, both ways
+SUBSCRIBE, UNSUBSCRIBE = 2, 3  # worker -> master: a channel's first subscriber came, its last left
+REMOTE_UP, REMOTE_DOWN = 4, 5  # master -> worker: the bus between hosts can (not) be reached
+KIND_AT = 4  # the kind's offset in a frame
 RECEIVE_BYTES = 256 * 1024
 # Bytes queued for one reader before frames for it are dropped: well above
 # what a reading process ever falls behind by, far below a worker's memory.
@@ -52,6 +63,22 @@ def encode(name: str, message: str | bytes) -> bytes:
         kind, data = BINARY, message
     raw = name.encode("ascii")
     return HEAD.pack(2 + len(raw) + len(data), kind, len(raw)) + raw + data
+
+
+def control(kind: int, name: str = "") -> bytes:
+    """A frame that carries no message: ``SUBSCRIBE``/``UNSUBSCRIBE`` ``name``, ``REMOTE_UP``/``REMOTE_DOWN``."""
+    raw = name.encode("ascii")
+    return HEAD.pack(2 + len(raw), kind, len(raw)) + raw
+
+
+def kind(frame: bytes) -> int:
+    """The kind of one whole frame."""
+    return frame[KIND_AT]
+
+
+def channel(frame: bytes) -> str:
+    """The channel name of one whole frame (a message, ``SUBSCRIBE`` or ``UNSUBSCRIBE``)."""
+    return frame[HEAD.size:HEAD.size + frame[KIND_AT + 1]].decode("ascii")
 
 
 def decode(frame: bytes | memoryview) -> tuple[str, str | bytes]:

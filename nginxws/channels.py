@@ -18,6 +18,11 @@ Theory of operation
 * Publishing to a channel without members is not an error: nothing is
   delivered on this worker.
 
+* With ``websocket_redis`` the worker watches its channels come and go
+  (``watch``: a channel's first member joined, its last left) and tells the
+  master, which subscribes the host in Redis to just those channels.
+  Without it ``watch`` is None and joining costs nothing more.
+
 The worker hands what a publish must reach on the other workers to the bus
 (``bus``); this module knows only its own worker.  Nothing here touches a
 socket.
@@ -25,6 +30,7 @@ socket.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from wsproto.frame_protocol import FrameProtocol
@@ -58,10 +64,13 @@ class Subscriber(Protocol):
 class Channels:
     """The channels this worker's sessions joined."""
 
-    __slots__ = ("_members",)
+    __slots__ = ("_members", "_watch")
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Callable[[str, bool], None] | None = None) -> None:
         self._members: dict[str, dict[Subscriber, None]] = {}
+        # Called with (name, True) when a channel gets its first member and
+        # (name, False) when it loses its last.
+        self._watch = watch
 
     def __len__(self) -> int:
         """The number of channels with at least one member."""
@@ -83,6 +92,8 @@ class Channels:
         members = self._members.get(name)
         if members is None:
             members = self._members[name] = {}
+            if self._watch is not None:
+                self._watch(name, True)
         members[subscriber] = None
         return True
 
@@ -110,6 +121,8 @@ class Channels:
         del members[subscriber]
         if not members:
             del self._members[name]
+            if self._watch is not None:
+                self._watch(name, False)
 
     def publish(self, name: str, message: str | bytes) -> tuple[int, list[Subscriber]]:
         """Write ``message`` to every member of ``name``.

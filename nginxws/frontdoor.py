@@ -49,6 +49,10 @@ from nginxws.wsconn import Upgrade, run_session
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 ROUTING_HEADERS = frozenset({b"host", b"content-length", b"content-type"})
 PUBLISHED = 202  # accepted for delivery: on this worker at once, on the others through the bus
+# websocket_redis while Redis cannot be reached: published nowhere, so a retry delivers once.
+UNAVAILABLE = 503
+REDIS_DOWN_BODY = b"redis cannot be reached: not published\n"
+RETRY_AFTER = (b"Retry-After", b"1")
 JSON = (b"Content-Type", b"application/json")
 TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
 
@@ -411,6 +415,11 @@ class FrontDoor:
                                                 f"{err.reason}\n".encode(), tokens=tokens)
             return
         delivered = self.worker.publish(publish.channel, message)
+        if delivered is None:
+            exchange.status = UNAVAILABLE
+            exchange.sent = await send_response(self._http, self.stream, UNAVAILABLE, [TEXT, RETRY_AFTER],
+                                                REDIS_DOWN_BODY, tokens=tokens)
+            return
         exchange.status = PUBLISHED
         body = b'{"channel": "%s", "local_subscribers": %d}\n' % (publish.channel.encode(), delivered)
         exchange.sent = await send_response(self._http, self.stream, PUBLISHED, [JSON], body, tokens=tokens)

@@ -34,6 +34,14 @@ Theory of operation
   published on one worker, the master relays to every other ready worker,
   of every generation, in the order it was published.  The master reads no
   message; it splits frames and queues them per worker.
+* With ``websocket_redis`` the master also holds the host's link to Redis
+  (``nginxws.redislink``, rules in ``nginxws.hosts``): it publishes each
+  message of its workers there as well, relays what other hosts publish to
+  the workers that hold the channel, counts which worker holds which
+  channel (draining ones included, a worker that exits dropped) to
+  subscribe to just those, and tells every worker whether Redis can be
+  reached.  Without it no Redis module is imported and the bus is as
+  above.
 * ``master_process off``: the same process opens the sockets and runs one
   worker in itself; HUP is logged and ignored, since reloading needs a
   master.
@@ -56,7 +64,7 @@ import setproctitle
 import trio
 
 import nginxws
-from nginxws import bus, conf
+from nginxws import bus, conf, hosts
 from nginxws.conf.model import Config, Listen, log_paths
 from nginxws.errors import NginxwsError
 from nginxws.log import ErrorLogger, LogOpenError
@@ -295,6 +303,12 @@ class Master:
         self.terminating = False
         self._nursery: trio.Nursery | None = None
         self._done: trio.Event | None = None
+        # The bus between hosts (websocket_redis): the link, its cancel
+        # scope, and the channels the workers hold.
+        self.host_id = hosts.new_host_id()
+        self.interest = hosts.Interest()
+        self.link = None  # redislink.RedisLink while websocket_redis is configured
+        self._link_scope: trio.CancelScope | None = None
 
     async def serve(self) -> int:
         """Start the workers and supervise them until shutdown; the exit status."""
@@ -305,6 +319,7 @@ class Master:
                 self._nursery = nursery
                 try:
                     self.error_log.notice(f"{nginxws.NAME}/{nginxws.__version__}")
+                    self._follow_redis(self.config)
                     self.error_log.notice("start worker processes")
                     started = await self._start_generation(self.config)
                     if started:
@@ -402,6 +417,9 @@ class Master:
         self.config = config
         self.error_log.close()
         self.error_log = error_log
+        if self.link is not None:
+            self.link.error_log = error_log
+        self._follow_redis(config)
         for worker in old:
             worker.stopping = True
             worker.signal(signal.SIGQUIT)
@@ -494,6 +512,8 @@ class Master:
                 self.error_log.notice(f"worker process {worker.pid} accepts pushes on {', '.join(worker.push)}")
             worker.outbox = bus.Outbox(lambda: self.error_log.alert(
                 f"worker process {worker.pid} does not read its channel: channel messages for it are dropped"))
+            if self.link is not None:
+                worker.outbox.put(bus.control(bus.REMOTE_UP if self.link.up else bus.REMOTE_DOWN))
             self._nursery.start_soon(self._relay, worker, rest)
 
     async def _relay(self, worker: WorkerProcess, initial: bytes) -> None:
@@ -515,15 +535,67 @@ class Master:
             pass
 
     def _forward(self, source: WorkerProcess, frame: bytes) -> None:
+        if frame[bus.KIND_AT] > bus.BINARY:
+            self._interest_changed(source, frame)
+            return
         for worker in self.workers.values():
             if worker is not source and worker.outbox is not None:
                 worker.outbox.put(frame)
+        if self.link is not None:
+            self.link.publish(frame)
+
+    # -- the bus between hosts (websocket_redis) --------------------------------
+
+    def _follow_redis(self, config: Config) -> None:
+        """Open, reopen or close the link to Redis as ``config`` names it."""
+        wanted = config.http.redis if config.http is not None else None
+        current = self.link.settings if self.link is not None else None
+        if wanted == current:
+            return
+        if self._link_scope is not None:
+            self._link_scope.cancel()
+            self._link_scope = None
+            self._link_state(False)
+            self.link = None
+        if wanted is not None:
+            from nginxws.redislink import RedisLink  # only a host with websocket_redis loads coredis
+
+            self.link = RedisLink(wanted, self.host_id, self.interest, self.error_log,
+                                  self._link_state, self._from_other_hosts)
+            self._link_scope = trio.CancelScope()
+            self._nursery.start_soon(self._run_link, self.link, self._link_scope)
+
+    @staticmethod
+    async def _run_link(link, scope: trio.CancelScope) -> None:
+        with scope:
+            await link.run()
+
+    def _link_state(self, up: bool) -> None:
+        frame = bus.control(bus.REMOTE_UP if up else bus.REMOTE_DOWN)
+        for worker in self.workers.values():
+            if worker.outbox is not None:
+                worker.outbox.put(frame)
+
+    def _from_other_hosts(self, frame: bytes) -> None:
+        """A message another host published: to this host's workers that hold the channel."""
+        for pid in self.interest.holders(bus.channel(frame)):
+            worker = self.workers.get(pid)
+            if worker is not None and worker.outbox is not None:
+                worker.outbox.put(frame)
+
+    def _interest_changed(self, source: WorkerProcess, frame: bytes) -> None:
+        name = bus.channel(frame)
+        if frame[bus.KIND_AT] == bus.SUBSCRIBE:
+            if self.interest.join(source.pid, name) and self.link is not None:
+                self.link.subscribe(name)
+        elif self.interest.leave(source.pid, name) and self.link is not None:
+            self.link.unsubscribe(name)
 
     async def _supervise(self, worker: WorkerProcess) -> None:
         """Wait for the worker to exit (reaping it), log it, restart it if it died."""
         status = await worker.process.wait()
         await worker.channel.aclose()
-        del self.workers[worker.pid]
+        self._forget(worker)
         if status < 0:
             self.error_log.alert(f"worker process {worker.pid} exited on signal {-status}")
         else:
@@ -541,6 +613,13 @@ class Master:
                 replacement.signal(signal.SIGKILL)
         self._close_unused_listening()
         self._check_done()
+
+    def _forget(self, worker: WorkerProcess) -> None:
+        """``worker`` has exited: it gets nothing more, and the host no longer holds its channels."""
+        del self.workers[worker.pid]
+        for name in self.interest.drop(worker.pid):
+            if self.link is not None:
+                self.link.unsubscribe(name)
 
     def _check_done(self) -> None:
         if self.exiting and not self.workers:

@@ -95,7 +95,12 @@ class Worker:
         self.router = Router(config.http)
         self.tls: WorkerTls | None = None  # built by ``run`` from the model's files
         self.registry = Registry()
-        self.channels = Channels()
+        # websocket_redis: the master subscribes the host to the channels its
+        # workers hold, and says whether Redis can be reached (publishes are
+        # answered 503 until it says so).
+        self.redis = config.http is not None and config.http.redis is not None
+        self.remote_up = False
+        self.channels = Channels(self._channel_watched if self.redis else None)
         # Frames for the other workers, through the master; None when there
         # are none (``master_process off``).
         self.bus: bus.Outbox | None = None
@@ -122,18 +127,34 @@ class Worker:
 
     # -- channels ----------------------------------------------------------
 
-    def publish(self, channel: str, message: str | bytes) -> int:
+    def publish(self, channel: str, message: str | bytes) -> int | None:
         """Deliver ``message`` to ``channel`` here and hand it to the bus for
-        the other workers; how many subscribers of this worker got it."""
+        the other workers (and, with ``websocket_redis``, the other hosts);
+        how many subscribers of this worker got it.  None, with nothing
+        delivered anywhere, while Redis cannot be reached: the publisher is
+        answered 503 and may retry."""
+        if self.redis and not self.remote_up:
+            return None
         delivered = self._deliver(channel, message)
         if self.bus is not None:
             self.bus.put(bus.encode(channel, message))
         return delivered
 
     def deliver_frame(self, frame: bytes) -> None:
-        """A bus frame from another worker: deliver it to this worker's subscribers."""
-        channel, message = bus.decode(frame)
-        self._deliver(channel, message)
+        """A bus frame from the master: a message for this worker's subscribers
+        (from another worker or another host), or word of the link to Redis."""
+        kind = frame[bus.KIND_AT]
+        if kind <= bus.BINARY:
+            channel, message = bus.decode(frame)
+            self._deliver(channel, message)
+        elif kind == bus.REMOTE_UP:
+            self.remote_up = True
+        elif kind == bus.REMOTE_DOWN:
+            self.remote_up = False
+
+    def _channel_watched(self, name: str, held: bool) -> None:
+        if self.bus is not None:
+            self.bus.put(bus.control(bus.SUBSCRIBE if held else bus.UNSUBSCRIBE, name))
 
     def _deliver(self, channel: str, message: str | bytes) -> int:
         delivered, slow = self.channels.publish(channel, message)

@@ -154,6 +154,9 @@ class Build:
             raise ConfigError('no "events" section in configuration')
         error_logs = tuple(main.error_logs) or (ErrorLog(self.prefix + DEFAULT_ERROR_LOG),)
         values = main.values
+        if main.http is not None and main.http.redis_at is not None and not values.get("master_process", True):
+            # The master is the one process of a host that holds the Redis link.
+            raise main.http.redis_at.error('"websocket_redis" directive requires "master_process on"')
         return Config(
             path=path,
             prefix=self.prefix,
@@ -195,7 +198,7 @@ class Build:
             self._check_push_settings(server)
         check_ssl(servers)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
-        http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats)
+        http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats, redis=draft.redis)
         self.ctx.warnings += conflicting_server_names(http)
         return http
 

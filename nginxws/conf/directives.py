@@ -273,6 +273,16 @@ SUPPORTED_DIRECTIVES = (
        doc="Makes the location a [publish endpoint](channels.md) for the channel named, which "
            "may hold [variables](#variables-in-channel-names): `websocket_publish $arg_channel;`. "
            "Not allowed with `websocket` in the same location; not inherited by nested locations."),
+    _d("websocket_redis", {HTTP}, ONE_MORE, h.websocket_redis,
+       syntax="websocket_redis redis://[[user]:password@]host[:port][/db];\n"
+              "websocket_redis cluster redis://host:port ...;",
+       doc="Joins the [channels](channels.md) of every host that names the same Redis: a "
+           "publish on any host reaches every subscriber on every host, through Redis's pub/sub "
+           "(`rediss://` for TLS; `cluster` and one or more seed nodes for a Redis Cluster, "
+           "with sharded pub/sub). Each host subscribes only to the channels its clients hold. "
+           "While Redis cannot be reached, a publish is answered 503. Needs the `coredis` "
+           "package (`pip install \"nginxws[redis]\"`) and `master_process on`. `-t` checks "
+           "the syntax, not the network. See [scaling.md](scaling.md)."),
     # -- TLS (ngx_http_ssl_module; docs/tls.md) --------------------------------
     _d("ssl_certificate", HTTP_SERVER, TAKE1, h.ssl_certificate,
        syntax="ssl_certificate file;",

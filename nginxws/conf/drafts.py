@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nginxws.access import AccessRule
-from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, WebSocket, Where
+from nginxws.conf.model import AccessLog, ErrorLog, Listen, Redis, Return, WebSocket, Where
 from nginxws.conf.syntax import Statement
 from nginxws.conf.variables import ComplexValue
 from nginxws.inet import Cidr
@@ -96,6 +96,8 @@ class HttpDraft(LevelDraft):
     servers: list[ServerDraft] = field(default_factory=list)
     log_formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (format, escape)
     addresses: dict[tuple, AddressDraft] = field(default_factory=dict)
+    redis: Redis | None = None
+    redis_at: Statement | None = None  # for the check against master_process off
 
 
 @dataclass

@@ -17,6 +17,7 @@ http block's shared tables (log formats, listen addresses).
 from __future__ import annotations
 
 import grp
+import importlib.util
 import os
 import pwd
 import socket
@@ -38,6 +39,7 @@ from nginxws.conf.drafts import (
 )
 from nginxws.conf.errors import ConfigError
 from nginxws.conf.model import AccessLog, ErrorLog, Listen, Return, User, Where
+from nginxws.conf.redis import RedisUrlError, parse_redis
 from nginxws.conf.syntax import Statement
 from nginxws.conf.values import (
     compile_regex,
@@ -521,6 +523,30 @@ def websocket_publish(ctx: Context, st: Statement, draft: LocationDraft) -> None
     if draft.websocket is not None:
         raise st.error(WEBSOCKET_WITH_PUBLISH.format(name="websocket_publish", other="websocket"))
     draft.publish = _channel(st, st.args[0], draft)
+
+
+# -- channels across hosts ----------------------------------------------------
+
+REDIS_CLIENT = "coredis"  # the Redis client the master uses (nginxws[redis])
+REDIS_WITHOUT_CLIENT = (
+    '"websocket_redis" directive needs the coredis package, which is not installed '
+    '(pip install "nginxws[redis]")'
+)
+
+
+def websocket_redis(ctx: Context, st: Statement, draft: HttpDraft) -> None:
+    """The Redis that carries channel messages between hosts (its syntax only: no network)."""
+    if draft.redis is not None:
+        raise st.error('"websocket_redis" directive is duplicate')
+    try:
+        draft.redis = parse_redis(st.args)
+    except RedisUrlError as err:
+        raise st.error(str(err)) from None
+    # Found, not imported: without the directive nothing of Redis is loaded,
+    # and with it the master imports the client only when it runs.
+    if importlib.util.find_spec(REDIS_CLIENT) is None:
+        raise st.error(REDIS_WITHOUT_CLIENT)
+    draft.redis_at = st
 
 
 # -- TLS (ngx_http_ssl_module) --------------------------------------------------

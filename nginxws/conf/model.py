@@ -274,12 +274,41 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisNode:
+    """One Redis server (or cluster seed node) as ``websocket_redis`` names it."""
+
+    host: str  # as written: a name is resolved when connecting, never at load
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Redis:
+    """``websocket_redis``: the Redis whose pub/sub joins the channels of many hosts."""
+
+    nodes: tuple[RedisNode, ...]
+    cluster: bool = False  # seed nodes of a Redis Cluster: sharded pub/sub
+    tls: bool = False  # rediss://
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+
+    @property
+    def address(self) -> str:
+        """The nodes as log lines name them (never the password)."""
+        return ", ".join(str(node) for node in self.nodes)
+
+
+@dataclass(frozen=True, slots=True)
 class Http:
     """The ``http`` block."""
 
     servers: tuple[Server, ...]
     settings: HttpSettings
     log_formats: tuple[tuple[str, str], ...] = ()
+    redis: Redis | None = None  # websocket_redis; None: channels reach this host only
 
 
 @dataclass(frozen=True, slots=True)

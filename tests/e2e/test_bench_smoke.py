@@ -1,4 +1,4 @@
-"""`bench/run.py systems`, `memory` and `fanout` keep working: every scenario at tiny counts,
+"""`bench/run.py systems`, `memory`, `fanout` and `fanout-hosts` keep working: every scenario at tiny counts,
 nginxws and its Python peer (`bench/run.py` without a subcommand is `systems`); the channels
 fan-out beside nginx + nchan (which the bench installs through apt when it is missing).
 
@@ -97,3 +97,19 @@ def test_fanout_runs_nginxws_channels_beside_nchan_with_issue_11_ratios(nginxws_
                or line.startswith("| server CPU per delivery ≤")]
     assert len(targets) == 3, result.stdout
     assert all("| — |" not in line for line in targets), result.stdout
+
+
+@pytest.mark.apt
+def test_fanout_across_two_instances_sharing_redis_runs_nginxws_beside_nchan(nginxws_bin, tmp_path):
+    """fanout-hosts: two instances of each system on one redis-server; every publish reaches
+    every subscriber on both, in order, and Redis's CPU has a row of its own."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "fanout-hosts", "--quick", "--no-venv", "--subscribers", "100",
+         "--publishes", "10", "--time-limit", "120", "--systems", "nginxws,nchan", "--nginxws-workers", "1",
+         "--nchan-workers", "1", "--nginxws-bin", nginxws_bin],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| metric | nginxws 1w | nchan 1w | nginxws 1w / nchan 1w |" in result.stdout
+    assert "| redis-server CPU per delivery, µs |" in result.stdout
+    assert f"{FANOUT_FAILURES} 0 / 0 / 0 | 0 / 0 / 0 |" in result.stdout

@@ -53,3 +53,31 @@ def test_outbox_drops_past_its_bound_and_says_so_once(monkeypatch):
         outbox.put(frame)
     assert len(outbox._frames) == 2
     assert drops == [1]
+
+
+# -- what only websocket_redis sends -----------------------------------------------------
+
+
+def test_control_frames_carry_a_kind_and_a_name_but_no_message():
+    frames = [bus.control(bus.SUBSCRIBE, "news"), bus.control(bus.UNSUBSCRIBE, "x" * 128),
+              bus.control(bus.REMOTE_UP), bus.control(bus.REMOTE_DOWN)]
+    assert [bus.kind(f) for f in frames] == [bus.SUBSCRIBE, bus.UNSUBSCRIBE, bus.REMOTE_UP, bus.REMOTE_DOWN]
+    assert [bus.channel(f) for f in frames] == ["news", "x" * 128, "", ""]
+    assert frames[2] == bus.HEAD.pack(2, bus.REMOTE_UP, 0)
+
+
+def test_message_kinds_stay_below_every_control_kind():
+    # The master and the workers tell a message from a control frame with one comparison.
+    assert {bus.TEXT, bus.BINARY} == {k for k in range(6) if k <= bus.BINARY}
+    assert min(bus.SUBSCRIBE, bus.UNSUBSCRIBE, bus.REMOTE_UP, bus.REMOTE_DOWN) > bus.BINARY
+    assert bus.kind(bus.encode("c", "t")) == bus.TEXT and bus.kind(bus.encode("c", b"b")) == bus.BINARY
+    assert bus.channel(bus.encode("room-7", "hello")) == "room-7"
+
+
+def test_splitter_separates_control_frames_from_messages():
+    frames = [bus.control(bus.SUBSCRIBE, "a"), bus.encode("a", "m"), bus.control(bus.REMOTE_DOWN),
+              bus.encode("a", b""), bus.control(bus.UNSUBSCRIBE, "a")]
+    stream = b"".join(frames)
+    splitter = bus.Splitter()
+    out = [frame for byte in range(len(stream)) for frame in splitter.feed(stream[byte:byte + 1])]
+    assert out == frames

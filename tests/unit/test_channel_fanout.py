@@ -122,3 +122,20 @@ def test_count_is_members_of_this_worker(count):
     for _ in range(count):
         channels.join(Member(), "n")
     assert channels.count("n") == count
+
+
+def test_watch_hears_of_a_channels_first_member_and_its_last_only():
+    heard: list[tuple[str, bool]] = []
+    channels = Channels(lambda name, held: heard.append((name, held)))
+    a, b = Member(), Member()
+    channels.join(a, "room")
+    channels.join(b, "room")
+    channels.join(a, "room")  # already a member
+    channels.join(a, "other")
+    assert heard == [("room", True), ("other", True)]
+    channels.leave(a, "room")
+    assert heard[2:] == []
+    channels.leave_all(b)
+    channels.leave(a, "other")
+    assert heard[2:] == [("room", False), ("other", False)]
+    assert len(channels) == 0

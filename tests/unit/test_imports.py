@@ -21,7 +21,8 @@ import nginxws
 PACKAGE = Path(nginxws.__file__).resolve().parent
 # The modules that do I/O: the configuration must not reach into them.
 IO_MODULES = frozenset(
-    f"nginxws.{name}" for name in ("worker", "worker_process", "master", "frontdoor", "pushlistener", "wsconn", "streams", "http", "tls")
+    f"nginxws.{name}" for name in ("worker", "worker_process", "master", "frontdoor", "pushlistener", "wsconn", "streams", "http",
+                                    "redislink", "tls")
 )
 
 
@@ -141,3 +142,14 @@ def test_every_module_imports_first_in_a_fresh_interpreter(name: str) -> None:
         cwd=PACKAGE.parent,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_nothing_of_redis_is_imported_unless_a_configuration_asks_for_it() -> None:
+    # Only nginxws.redislink imports coredis, and only the master imports it,
+    # when it runs a configuration with websocket_redis.
+    modules = " ".join(sorted(m for m in MODULES if m not in ("nginxws.__main__", "nginxws.redislink")))
+    check = f"import sys\nimport {modules.replace(' ', ', ')}\nprint('coredis' in sys.modules, 'anyio' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+    assert {m for m in MODULES if "nginxws.redislink" in GRAPH[m]} == {"nginxws.master"}
