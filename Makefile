@@ -43,6 +43,8 @@ test-python: $(VENV)/.test-deps $(VENV)/.installed
 
 ## Autobahn|Testsuite (every case) against nginxws (master + 2 workers) and
 ## trio-websocket's own echo server, side by side; fails on any FAILED case.
+## Then every case once more over wss:// (listen ... ssl, a self-signed
+## certificate; about 25 s).
 ## Then the compression cases (12.*, 13.*) against a location with deflate=on,
 ## where UNIMPLEMENTED fails too: by default every group at message sizes up to
 ## 32 KiB (cases *.*.1-8 and 11-13, about 2 minutes);
@@ -55,6 +57,8 @@ ECHO_SERVER := $(abspath $(BIN))/python -P $(abspath tests/conformance/nginxws_e
 conformance: $(VENV)/.installed autobahn
 	$(BIN)/python -P tests/conformance/run_autobahn.py --reference \
 		--server-cmd 'nginxws=$(ECHO_SERVER)'
+	$(BIN)/python -P tests/conformance/run_autobahn.py \
+		--server-cmd 'nginxws-wss=$(ECHO_SERVER) --tls' --server-url 'nginxws-wss=wss://127.0.0.1:{port}/echo'
 	$(BIN)/python -P tests/conformance/run_autobahn.py --timeout 1200 --require-implemented \
 		$(DEFLATE_CASES_$(AUTOBAHN_DEFLATE)) --server-cmd 'nginxws-deflate=$(ECHO_SERVER) --deflate'
 

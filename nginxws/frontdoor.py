@@ -390,7 +390,7 @@ def decide(request: h11.Request, group: ServerGroup, trailing: bytes, remote=Non
         return Report(location.report, server, settings)
 
     if answer is not None:
-        return _return(answer, server, settings, found.get(b"host"))
+        return _return(answer, server, settings, found.get(b"host"), exchange)
     if settings.files.root is not None:
         args = request.target.partition(b"?")[2].decode("latin-1") if internal is None else internal.args
         return Static(server, settings, server.try_files if location is None else location.try_files, path, args,
@@ -528,13 +528,25 @@ def authorized(auth: Authorize, answer: UpstreamAnswer,
     return decision
 
 
-def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None) -> Answer:
-    """nginx's ``return``: a redirect, a text body, an error page, or 444."""
+def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing: bytes, remote=None,
+                             exchange: Exchange | None = None) -> Answer:
+    """nginx's answer to a plain HTTP request on a ``listen ... ssl`` port:
+    400 "The plain HTTP request was sent to HTTPS port", then close."""
+    server = group.select_server(target_host(request.target) or headers(request, ROUTING_HEADERS).get(b"host"))
+    return Answer(497, server, server.settings, close=True,
+                  log=("info", "client sent plain HTTP request to HTTPS port while reading client request headers"))
+
+
+def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None,
+            exchange: Exchange | None = None) -> Answer:
+    """nginx's ``return``: a redirect, a text body, an error page, or 444.
+    A relative redirect keeps the request's scheme (``https`` over TLS)."""
     code = answer.code
     if code in REDIRECT_CODES and answer.text is not None:
         target = answer.text
         if target.startswith("/"):
-            target = f"http://{host.decode('latin-1') if host else 'localhost'}{target}"
+            scheme = "https" if exchange is not None and exchange.scheme == b"https" else "http"
+            target = f"{scheme}://{host.decode('latin-1') if host else 'localhost'}{target}"
         return Answer(code, server, settings, headers=((b"Location", target.encode()),), read_body=True)
     if answer.text is not None:
         return Answer(code, server, settings, headers=((b"Content-Type", b"text/plain"),), page=False,
@@ -554,14 +566,20 @@ class FrontDoor:
     keep-alive connection waits ``keepalive_timeout``.
     """
 
-    __slots__ = ("worker", "stream", "local", "remote", "number", "_http", "_group")
+    __slots__ = ("worker", "stream", "local", "remote", "number", "_http", "_group", "_exchange")
 
-    def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int) -> None:
+    # What a request gets: ``decide``, or, on a TLS port's plain-HTTP
+    # connection, ``plain_http_to_https_port`` (``PlainHttpOnTlsPort``).
+    _decide = staticmethod(decide)
+
+    def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int,
+                 exchange: type[Exchange] = Exchange) -> None:
         self.worker = worker
         self.stream = stream
         self.local = local
         self.remote = remote
         self.number = number  # the connection's serial number ($connection)
+        self._exchange = exchange  # TlsExchange on TLS ($scheme)
         self._group = worker.router.servers_for(local)
         count, size = self._group.default_server.settings.large_client_header_buffers
         self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=count * size)
@@ -597,7 +615,7 @@ class FrontDoor:
                 counters[state] -= 1
                 counters[READING] += 1
                 state = READING
-                exchange = Exchange(None, default, self.number)
+                exchange = self._exchange(None, default, self.number)
                 try:
                     event = await next_event(http, stream, head_by)
                 except ClientTimeout:
@@ -616,7 +634,7 @@ class FrontDoor:
                 counters[WRITING] += 1
                 state = WRITING
                 exchange.request = event
-                decision = decide(event, self._group, http.trailing_data[0], self.remote, exchange)
+                decision = self._decide(event, self._group, http.trailing_data[0], self.remote, exchange)
                 # auth_request's subrequest and static files' internal
                 # redirects may lead to each other; both end in an answer.
                 for _ in range(MAX_URI_CHANGES):
@@ -857,3 +875,12 @@ class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+class PlainHttpOnTlsPort(FrontDoor):
+    """A plain HTTP connection to a ``listen ... ssl`` port: each request is
+    read as usual and answered 400 "The plain HTTP request was sent to HTTPS
+    port", then the connection is closed (nginx's 497)."""
+
+    __slots__ = ()
+    _decide = staticmethod(plain_http_to_https_port)

@@ -44,6 +44,7 @@ _REASONS = {
     413: "Request Entity Too Large", 414: "Request-URI Too Large", 415: "Unsupported Media Type",
     416: "Requested Range Not Satisfiable", 421: "Misdirected Request", 429: "Too Many Requests",
     494: "Request Header Or Cookie Too Large",
+    497: "The plain HTTP request was sent to HTTPS port",
     500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Temporarily Unavailable", 504: "Gateway Time-out", 505: "HTTP Version Not Supported",
     507: "Insufficient Storage",
@@ -52,7 +53,7 @@ _REASONS = {
 # (ngx_http_special_response.c).
 _PAGE_TITLES = {302: "Found", 401: "Authorization Required"}
 # nginx answers these internal codes on the wire with another status.
-_WIRE_STATUS = {494: 400}
+_WIRE_STATUS = {494: 400, 497: 400}
 
 
 class ClientTimeout(Exception):
@@ -98,7 +99,7 @@ def error_page(status: int, tokens: bool) -> bytes:
     """nginx's stock HTML error page for ``status``."""
     title = f"{_WIRE_STATUS.get(status, status)} {_PAGE_TITLES.get(status) or reason(status)}"
     head = f"<head><title>{title}</title></head>"
-    if status == 494:
+    if status in _WIRE_STATUS:
         center = f"<center><h1>{_WIRE_STATUS[status]} Bad Request</h1></center>\r\n<center>{reason(status)}</center>"
     else:
         center = f"<center><h1>{title}</h1></center>"

@@ -250,6 +250,7 @@ class AccessEntry:
     connection: int = 0
     server_name: str = ""
     server_port: int = 0
+    scheme: bytes = b"http"
 
 
 class Request(Protocol):
@@ -267,8 +268,10 @@ class Exchange:
 
     ``client`` is the address realip found for the request, when it found
     one: ``$remote_addr`` then, the connection's being ``$realip_remote_addr``.
+    ``scheme`` is ``$scheme``: a TLS connection's exchanges are ``TlsExchange``.
     """
 
+    scheme = b"http"
     __slots__ = ("request", "server", "settings", "status", "sent", "started", "conn", "client")
 
     def __init__(self, request: Request | None, server: Server, conn: int) -> None:
@@ -298,7 +301,15 @@ class Exchange:
             connection=self.conn,
             server_name=self.server.server_names[0] if self.server.server_names else "",
             server_port=local[1] if isinstance(local, tuple) else 0,
+            scheme=self.scheme,
         )
+
+
+class TlsExchange(Exchange):
+    """An exchange over TLS (``$scheme`` is ``https``)."""
+
+    scheme = b"https"
+    __slots__ = ()
 
 
 def request_context(client: str, server: Server, request: Request | None) -> str:
@@ -429,7 +440,7 @@ _VARIABLES: dict[str, Getter] = {
     "query_string": _args,
     "is_args": _is_args,
     "server_protocol": _server_protocol,
-    "scheme": lambda e, now: b"http",
+    "scheme": lambda e, now: e.scheme,
     "host": _host,
     "hostname": lambda e, now: socket.gethostname().encode(),
     "connection": lambda e, now: b"%d" % e.connection,

@@ -41,16 +41,17 @@ class PushConnection:
     never waits); ``serve`` moves bytes and keeps the timeouts.
     """
 
-    __slots__ = ("worker", "stream", "local", "remote", "number", "server")
+    __slots__ = ("worker", "stream", "local", "remote", "number", "server", "exchange")
 
     def __init__(self, worker: WorkerContext, stream: SocketStream, local, remote, number: int,
-                 server: Server) -> None:
+                 server: Server, exchange: type[Exchange] = Exchange) -> None:
         self.worker = worker
         self.stream = stream
         self.local = local
         self.remote = remote
         self.number = number  # the connection's serial number ($connection)
         self.server = server  # whose websocket locations this listener serves
+        self.exchange = exchange  # TlsExchange on TLS ($scheme)
 
     async def serve(self) -> None:
         """Answer requests in order until the connection ends.
@@ -61,7 +62,7 @@ class PushConnection:
         for the rest of a body).  When it passes, the connection is closed
         without an answer, as nginx does.
         """
-        worker, server = self.worker, self.server
+        worker, server, new_exchange = self.worker, self.server, self.exchange
         settings = server.settings
         keepalive = settings.keepalive_timeout
         parser = PushParser(server, self.remote)
@@ -98,7 +99,7 @@ class PushConnection:
                     if answered:
                         first = False
                     for request in ready:
-                        exchange = Exchange(request, server, self.number)
+                        exchange = new_exchange(request, server, self.number)
                         await stream.send_all(self.answer(request, exchange))
                         worker.log_access(exchange, self.remote, self.local)
                         if request.close:

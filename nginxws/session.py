@@ -127,10 +127,12 @@ class Timers:
 
 @dataclass(frozen=True, slots=True)
 class PushAddress:
-    """One advertised address of a push listener: ``host`` as it goes in a URL."""
+    """One advertised address of a push listener: ``host`` as it goes in a
+    URL; ``scheme`` is ``https`` for a ``push_ssl=on`` listener."""
 
     host: str
     port: int
+    scheme: str = "http"
 
     @property
     def netloc(self) -> str:
@@ -140,9 +142,10 @@ class PushAddress:
 def welcome_message(push_id: str, addresses: tuple[PushAddress, ...], path: str) -> str:
     """The text frame sent right after the handshake (the original's format).
 
-    ``http://ID@ADDR:PORT/LOCATION`` per advertised address, joined by ``,``.
+    ``http://ID@ADDR:PORT/LOCATION`` per advertised address, joined by ``,``
+    (``https://`` for a push listener with ``push_ssl=on``).
     """
-    return ",".join(f"http://{push_id}@{a.netloc}{path}" for a in addresses)
+    return ",".join(f"{a.scheme}://{push_id}@{a.netloc}{path}" for a in addresses)
 
 
 class SessionProtocol:

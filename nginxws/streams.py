@@ -53,9 +53,14 @@ _IGNORABLE_ACCEPT_ERRNOS = frozenset(
 
 
 class SocketStream(trio.abc.Stream):
-    """One accepted connection; ``socket`` is the stdlib socket (non-blocking)."""
+    """One accepted connection; ``socket`` is the stdlib socket (non-blocking).
+
+    ``tls`` is False: what a session writes goes to ``socket`` as it is
+    (``tls.TlsStream``, whose is True, encrypts it first).
+    """
 
     __slots__ = ("socket",)
+    tls = False
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -176,13 +181,18 @@ class SocketStream(trio.abc.Stream):
 
 
 class Listener:
-    """A listening socket that hands out ``SocketStream`` connections."""
+    """A listening socket that hands out ``SocketStream`` connections.
 
-    __slots__ = ("socket",)
+    ``tls`` is what its connections need to speak TLS (``nginxws.tls``),
+    None for plain ones: the worker reads it once per listener.
+    """
+
+    __slots__ = ("socket", "tls")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.socket = sock
+        self.tls = None
 
     async def accept(self) -> SocketStream:
         sock = self.socket

@@ -29,6 +29,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import traceback
 
 import setproctitle
@@ -49,9 +50,9 @@ from nginxws.conf.model import (
     websocket_locations,
 )
 from nginxws.errors import NginxwsError
-from nginxws.frontdoor import FrontDoor
+from nginxws.frontdoor import FrontDoor, PlainHttpOnTlsPort
 from nginxws.listen_sockets import bind_tcp
-from nginxws.log import AccessLogger, ErrorLogger, Exchange
+from nginxws.log import AccessLogger, ErrorLogger, Exchange, TlsExchange
 from nginxws.streams import Listener, SocketStream
 from nginxws.privileges import switch_user
 from nginxws.pushlistener import PushConnection
@@ -60,6 +61,16 @@ from nginxws.routing import Router
 from nginxws.session import SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON, PushAddress
 from nginxws.stats import ACCEPTED, DELIVERIES, HANDLED, Region
 from nginxws.status import TEXT_PLAIN, connection_counts, health, host_state, stub_status
+from nginxws.tls import (
+    ListenTls,
+    PushTls,
+    TlsStream,
+    WorkerTls,
+    describe,
+    first_byte,
+    handshake_failure,
+    looks_like_tls,
+)
 from nginxws.wsconn import SendWatch, Session
 
 FAST_SHUTDOWN = 1.0  # seconds a TERM gives sessions to say goodbye
@@ -112,6 +123,7 @@ class Worker:
 
             self._exposition = Exposition(region)
         self.router = Router(config.http)
+        self.tls: WorkerTls | None = None  # built by ``run`` from the model's files
         self.registry = Registry()
         # websocket_redis: the master subscribes the host to the channels its
         # workers hold, and says whether Redis can be reached (publishes are
@@ -241,9 +253,15 @@ class Worker:
         """Serve on ``sockets`` until a shutdown signal; reports push ports via ``task_status``.
 
         Raises (before reporting) what keeps it from starting: a push port
-        it cannot bind, a log it cannot open, a ``user`` it cannot become.
+        it cannot bind, a log it cannot open, a ``user`` it cannot become, a
+        TLS file that no longer loads (``ConfigError``).
         """
+        # Certificates and keys are read now, while the worker is still root
+        # (as nginx's master reads them): a key may be readable by root only.
+        self.tls = WorkerTls(self.config.http, self.router)
         listeners = [Listener(s) for s in sockets]
+        for listener in listeners:
+            listener.tls = self.tls.for_listen(_address(listener.socket.getsockname()))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1) as signals:
             push_listeners = self._open_push_listeners()
             self.open_access_logs()
@@ -311,6 +329,7 @@ class Worker:
                 await self._drained.wait()
 
     async def _accept_loop(self, listener: Listener, nursery: trio.Nursery, server) -> None:
+        tls = listener.tls
         try:
             while True:
                 try:
@@ -327,12 +346,12 @@ class Worker:
                     stream.close()
                     continue
                 self.counters[HANDLED] += 1
-                nursery.start_soon(self._serve, stream, server)
+                nursery.start_soon(self._serve, stream, server, tls)
         finally:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
 
-    async def _serve(self, stream: SocketStream, server: Server | None) -> None:
+    async def _serve(self, stream: SocketStream, server: Server | None, tls: ListenTls | PushTls | None) -> None:
         self.active += 1
         conn = next(self._conn_ids)
         try:
@@ -343,7 +362,9 @@ class Worker:
             stream.close()
             return
         try:
-            if server is None:
+            if tls is not None:
+                await self._serve_tls(stream, server, tls, local, remote, conn)
+            elif server is None:
                 await FrontDoor(self, stream, local, remote, conn).serve()
             else:
                 await PushConnection(self, stream, local, remote, conn, server).serve()
@@ -354,6 +375,50 @@ class Worker:
             stream.close()
         finally:
             self.active -= 1
+
+    async def _serve_tls(self, stream: SocketStream, server: Server | None, tls: ListenTls | PushTls,
+                         local, remote, conn: int) -> None:
+        """A connection to a TLS port: the handshake, which must end within
+        ``client_header_timeout`` (nginx's bound), then the front door or the
+        push listener over TLS.  A handshake that fails or times out is
+        logged at info and the connection closed."""
+        if server is None:
+            settings = tls.group.default_server.settings
+            deadline = trio.current_time() + settings.client_header_timeout
+            first = None
+            with trio.move_on_at(deadline):
+                first = await first_byte(stream)
+            if first == b"":
+                self.error_log.info(f"client closed connection while SSL handshaking, {describe(local, remote)}",
+                                    conn=conn)
+                stream.close()
+                return
+            if first is not None and not looks_like_tls(first):
+                await PlainHttpOnTlsPort(self, stream, local, remote, conn).serve()
+                return
+            secure: TlsStream | trio.SSLStream = TlsStream(stream, tls.context)
+            handshake = secure.handshake
+        else:
+            settings = server.settings
+            deadline = trio.current_time() + settings.client_header_timeout
+            secure = trio.SSLStream(stream, tls.context, server_side=True, https_compatible=True)
+            handshake = secure.do_handshake
+        try:
+            with trio.fail_at(deadline):
+                await handshake()
+        except trio.TooSlowError:
+            self.error_log.info(f"client timed out while SSL handshaking, {describe(local, remote)}", conn=conn)
+            stream.close()
+            return
+        except (ssl.SSLError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
+            self.error_log.info(f"{handshake_failure(err)} while SSL handshaking, {describe(local, remote)}",
+                                conn=conn)
+            stream.close()
+            return
+        if server is None:
+            await FrontDoor(self, secure, local, remote, conn, TlsExchange).serve()
+        else:
+            await PushConnection(self, secure, local, remote, conn, server, TlsExchange).serve()
 
     def _open_push_listeners(self) -> list[tuple[Server, Listener]]:
         """Bind one push listener per server with a websocket location."""
@@ -375,9 +440,12 @@ class Worker:
                 hosts = hosts or {"127.0.0.1": (("127.0.0.1",), True)}
             port = push_listen.port + self.index if push_listen is not None and push_listen.port else 0
             advertised: list[PushAddress] = []
+            push_tls = self.tls.for_push(server) if settings.push_ssl else None
+            scheme = "https" if push_tls is not None else "http"
             for host, (addresses, ipv6only) in hosts.items():
                 for sock in _bind_push(host, addresses, port, ipv6only):
                     listener = Listener(sock)
+                    listener.tls = push_tls
                     bound_host, bound_port = listener.socket.getsockname()[:2]
                     port = port or bound_port
                     opened.append((server, listener))
@@ -388,9 +456,9 @@ class Worker:
                         names = host_addresses(family) or [("::1" if ":" in bound_host else "127.0.0.1")]
                     else:
                         names = [bound_host]
-                    advertised.extend(PushAddress(name, bound_port) for name in names)
+                    advertised.extend(PushAddress(name, bound_port, scheme) for name in names)
             if settings.push_host:
-                advertised = [PushAddress(name, port) for name in settings.push_host]
+                advertised = [PushAddress(name, port, scheme) for name in settings.push_host]
             self._push_addresses[id(server)] = tuple(dict.fromkeys(advertised))
         return opened
 

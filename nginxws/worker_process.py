@@ -108,7 +108,7 @@ async def _serve(worker: Worker, sockets: list[socket.socket]) -> int:
     async with trio.open_nursery() as nursery:
         try:
             push_addresses = await nursery.start(_run_worker, worker, sockets, nursery.cancel_scope)
-        except NginxwsError as err:  # a push port, an access log, the user it cannot have
+        except NginxwsError as err:  # a push port, an access log, the user, a TLS file it cannot have
             worker.error_log.log(err.level, err.text)
             return FATAL_EXIT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)

@@ -349,6 +349,31 @@ class Session:
             self._counters[SENT_BYTES] += self.bytes_sent - sent  # the rest was counted at the session's end
 
 
+class TlsSession(Session):
+    """A session over TLS (``tls.TlsStream``): a channel delivery goes through
+    the stream, which encrypts, instead of straight to the socket."""
+
+    __slots__ = ()
+
+    def deliver(self, frame: bytes, message: str | bytes) -> bool | None:
+        proto = self.proto
+        if proto.closing or proto.done:
+            return False
+        backlog = self._backlog
+        if backlog is not None and len(backlog) >= self.limit:
+            return None
+        if not proto.plain:
+            frame = proto.message(message)
+            if frame is None:
+                return False
+        try:
+            self.write(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.abort()
+            return False
+        return True
+
+
 class SendWatch:
     """The worker's ``send_timeout``: which flushers (``Session._flush``)
     wait for a client that does not read, and until when they may.
@@ -409,9 +434,10 @@ async def run_session(worker: WorkerContext, stream: SocketStream, upgrade: Upgr
     )
     if not location.settings.tcp_nodelay:
         stream.nagle()
+    kind = TlsSession if stream.tls else Session  # one attribute test: TLS sessions send through the stream
     counters = worker.counters
-    session = Session(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
-                      watch=worker.send_watch, send_timeout=location.settings.send_timeout, counters=counters)
+    session = kind(proto, stream, limit=settings.push_queue, nursery=worker.nursery,
+                   watch=worker.send_watch, send_timeout=location.settings.send_timeout, counters=counters)
     push_id = new_id()
     channels = upgrade.channels
     if location.backend is not None:

@@ -25,8 +25,11 @@ make with the library's public API:
   smaller window and memLevel would be another trade-off than nginxws's);
 - the keepalive ping matches nginxws's default ``pingintvl``/``idleintvl`` (300 s / 360 s).
 
+- ``--certificate FILE --key FILE`` serve ``wss://`` with that certificate (TLS from the
+  standard library, as nginxws's; the push listener stays plain), for ``bench/tls_handshake.py``.
+
 Usage: ``python websockets_server.py --port PORT [--host 127.0.0.1] [--no-uvloop]
-[--deflate [--deflate-context-takeover]]``.
+[--deflate [--deflate-context-takeover]] [--certificate FILE --key FILE]``.
 SIGTERM or SIGINT stops it.
 """
 
@@ -38,6 +41,7 @@ import base64
 import binascii
 import itertools
 import signal
+import ssl
 import sys
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
@@ -222,7 +226,8 @@ def deflate_extensions(deflate: bool, context_takeover: bool) -> list[ServerExte
     ]
 
 
-async def main(host: str, port: int, extensions: list[ServerExtensionFactory]) -> None:
+async def main(host: str, port: int, extensions: list[ServerExtensionFactory],
+               tls: ssl.SSLContext | None = None) -> None:
     registry = Registry()
     loop = asyncio.get_running_loop()
     push_server = await loop.create_server(lambda: PushProtocol(registry), host, 0)
@@ -258,6 +263,7 @@ async def main(host: str, port: int, extensions: list[ServerExtensionFactory]) -
         ping_interval=PING_INTERVAL,
         ping_timeout=PING_TIMEOUT,
         backlog=4096,
+        ssl=tls,
     ):
         await stop
     push_server.close()
@@ -273,17 +279,23 @@ def run() -> None:
         "--deflate-context-takeover", action="store_true",
         help="with --deflate: keep the compression context between messages",
     )
+    parser.add_argument("--certificate", help="serve wss:// with this PEM certificate (and --key)")
+    parser.add_argument("--key", help="the --certificate's PEM key")
     args = parser.parse_args()
     extensions = deflate_extensions(args.deflate, args.deflate_context_takeover)
+    tls = None
+    if args.certificate:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.certificate, args.key)
     if not args.no_uvloop:
         try:
             import uvloop
         except ImportError:
             print("websockets_server: uvloop not installed, using asyncio", file=sys.stderr)
         else:
-            uvloop.run(main(args.host, args.port, extensions))
+            uvloop.run(main(args.host, args.port, extensions, tls))
             return
-    asyncio.run(main(args.host, args.port, extensions))
+    asyncio.run(main(args.host, args.port, extensions, tls))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from nginxws.conf.model import (
 )
 from nginxws.conf.names import conflicting_server_names
 from nginxws.conf.syntax import COMMAND_LINE, Statement, parse
+from nginxws.conf.tls import check_ssl, merge_ssl
 from nginxws.realip import RealIp
 
 DEFAULT_PID = "logs/nginxws.pid"
@@ -78,7 +79,7 @@ class Build:
     def __init__(self, prefix: str, conf_prefix: str, resolve: Resolve) -> None:
         self.prefix = prefix
         self.conf_prefix = conf_prefix
-        self.ctx = Context(prefix, functools.cache(resolve))
+        self.ctx = Context(prefix, functools.cache(resolve), conf_prefix=conf_prefix)
         self.files: dict[str, str] = {}
         self._reading: list[str] = []  # real paths of the files being read, outermost first
         self._context = "main"
@@ -218,11 +219,13 @@ class Build:
                     return_=srv.return_,
                     where=srv.where,
                     try_files=srv.try_files,
+                    ssl=merge_ssl(draft, srv),
                 )
             )
         for server in servers:
             self._check_push_settings(server)
         self._check_stored_variables()
+        check_ssl(servers)
         log_formats = tuple((name, text) for name, (text, _escape) in draft.log_formats.items())
         http = Http(servers=tuple(servers), settings=settings, log_formats=log_formats, redis=draft.redis)
         self.ctx.warnings += conflicting_server_names(http)
@@ -245,9 +248,10 @@ class Build:
         first, *others = list(websocket_locations(server.locations)) or [None]
         for location in others:
             ws, decided = location.websocket, first.websocket
-            if (ws.push_listen, ws.push_host) != (decided.push_listen, decided.push_host):
+            if (ws.push_listen, ws.push_host, ws.push_ssl) != (
+                    decided.push_listen, decided.push_host, decided.push_ssl):
                 self.ctx.warnings.append(ConfigError(
-                    f'"push_listen" and "push_host" of location "{location.pattern}" are ignored: '
+                    f'"push_listen", "push_host" and "push_ssl" of location "{location.pattern}" are ignored: '
                     f'the server\'s first websocket location "{first.pattern}" sets them',
                     location.where.file if location.where else None,
                     location.where.line if location.where else None,
@@ -326,7 +330,10 @@ def _location(draft: LocationDraft, parent: HttpSettings, server: HttpSettings) 
 
 
 def _with_socket_options(listen: Listen, address: AddressDraft | None) -> Listen:
-    """Every listen of an address carries the socket options given for it (once) anywhere."""
+    """Every listen of an address carries the socket options given for it (once)
+    anywhere, and ``ssl`` if any of its listens says it."""
+    if address is not None and address.ssl and not listen.ssl:
+        listen = dataclasses.replace(listen, ssl=True)
     options = address.options if address else None
     if options is None:
         return listen

@@ -14,8 +14,8 @@ Three kinds of entries:
 * ignored: the directive is accepted so that a stock nginx.conf loads, and
   every occurrence gives ``[warn] "x" directive is ignored``;
 * refused: the directive would change what nginx does in a way nginxws
-  cannot honour (TLS, access control, the ``proxy_*`` directives other than
-  those of the backend...), so it is an ``[emerg]`` wherever it appears.
+  cannot honour (client certificates, access control, the ``proxy_*`` directives other
+  than those of the backend...), so it is an ``[emerg]`` wherever it appears.
 
 An entry whose name ends in ``*`` covers a family (``gzip_*``).
 """
@@ -143,9 +143,9 @@ SUPPORTED_DIRECTIVES = (
        syntax="server { ... }",
        doc="A virtual server."),
     _d("listen", {SERVER}, ONE_MORE, h.listen,
-       syntax="listen address[:port] [default_server] [reuseport] [backlog=number] [ipv6only=on|off];\n"
-              "listen port [default_server] [reuseport] [backlog=number] [ipv6only=on|off];\n"
-              "listen unix:path [default_server] [backlog=number];",
+       syntax="listen address[:port] [default_server] [ssl] [reuseport] [backlog=number] [ipv6only=on|off];\n"
+              "listen port [default_server] [ssl] [reuseport] [backlog=number] [ipv6only=on|off];\n"
+              "listen unix:path [default_server] [ssl] [backlog=number];",
        default="listen *:80 | *:8000;",
        doc="The address and port the server accepts connections on: `127.0.0.1:8080`, `8080`, "
            "`*:8080`, `[::]:8080`, `[::1]`, `localhost:8080` (a host name must resolve), "
@@ -153,9 +153,10 @@ SUPPORTED_DIRECTIVES = (
            "`*:80` when nginxws runs as root and on `*:8000` otherwise. `default_server` makes the "
            "server the default for its address (one per address). Socket options (`backlog=`, "
            "`reuseport`, `ipv6only=`) may be given once per address, and apply to every server "
-           "listening there. nginx's `ssl`, `http2`, `quic`, `proxy_protocol`, `deferred`, "
-           "`bind`, `fastopen`, `rcvbuf`, `sndbuf`, `accept_filter`, `setfib`, `so_keepalive` "
-           "are refused with an error."),
+           "listening there. `ssl` makes every connection to the address TLS (see "
+           "[TLS](tls.md)); it may be given on any of the address's listens. nginx's `http2`, "
+           "`quic`, `proxy_protocol`, `deferred`, `bind`, `fastopen`, `rcvbuf`, `sndbuf`, "
+           "`accept_filter`, `setfib`, `so_keepalive` are refused with an error."),
     _d("server_name", {SERVER}, ONE_MORE, h.server_name,
        syntax="server_name name ...;", default='server_name "";',
        doc="The names of the server, matched against the Host header: exact names "
@@ -258,7 +259,7 @@ SUPPORTED_DIRECTIVES = (
     _d("websocket", {LOCATION}, ANY, h.websocket,
        syntax="websocket [pingintvl=time] [idleintvl=time] [max_message_size=size] [welcome=on|off] "
               "[push_listen=address] [push_host=name[,name...]] [push_queue=number] [deflate=on|off] "
-              "[deflate_window_bits=9..15] [deflate_no_context_takeover=on|off];\n"
+              "[deflate_window_bits=9..15] [deflate_no_context_takeover=on|off] [push_ssl=on|off];\n"
               "websocket pingintvl idleintvl;",
        doc="Serves WebSocket connections on this location and push requests for them; see "
            "[The websocket directive](#the-websocket-directive)."),
@@ -397,6 +398,37 @@ SUPPORTED_DIRECTIVES = (
        doc="Each message of a client of this `websocket` location is POSTed to `uri` instead of "
            "echoed; a 2xx answer with a body is sent back to that client. See "
            "[backend.md](backend.md#websocket_message_request)."),
+    # -- TLS (ngx_http_ssl_module; docs/tls.md) --------------------------------
+    _d("ssl_certificate", HTTP_SERVER, TAKE1, h.ssl_certificate,
+       syntax="ssl_certificate file;",
+       doc="A PEM certificate for the server's TLS listens, followed by its chain (intermediate "
+           "certificates) in the same file. May be given several times (an RSA and an ECDSA "
+           "certificate); each pairs with the `ssl_certificate_key` of the same rank. A relative "
+           "path is relative to the configuration file's directory. See [TLS](tls.md)."),
+    _d("ssl_certificate_key", HTTP_SERVER, TAKE1, h.ssl_certificate,
+       syntax="ssl_certificate_key file;",
+       doc="The PEM private key of the `ssl_certificate` of the same rank; an encrypted key needs "
+           "`ssl_password_file`."),
+    _d("ssl_password_file", HTTP_SERVER, TAKE1, h.ssl_password_file,
+       syntax="ssl_password_file file;",
+       doc="A file of passphrases for encrypted keys, one per line, tried in order. It is read "
+           "when the configuration is loaded."),
+    _d("ssl_protocols", HTTP_SERVER, ONE_MORE, h.ssl_protocols,
+       syntax="ssl_protocols [SSLv2] [SSLv3] [TLSv1] [TLSv1.1] [TLSv1.2] [TLSv1.3];",
+       default="ssl_protocols TLSv1.2 TLSv1.3;",
+       doc="The protocol versions a TLS connection may use. Versions the system's OpenSSL cannot "
+           "speak (SSLv2, SSLv3) are accepted and never used."),
+    _d("ssl_ciphers", HTTP_SERVER, TAKE1, h.ssl_ciphers,
+       syntax="ssl_ciphers ciphers;", default="ssl_ciphers HIGH:!aNULL:!MD5;",
+       doc="The TLSv1.2 (and older) ciphers, in OpenSSL's cipher list format; TLSv1.3 suites are "
+           "OpenSSL's defaults, as in nginx."),
+    _d("ssl_prefer_server_ciphers", HTTP_SERVER, TAKE1, h.ssl_flag,
+       syntax="ssl_prefer_server_ciphers on | off;", default="ssl_prefer_server_ciphers off;",
+       doc="Whether the server's order of `ssl_ciphers` wins over the client's."),
+    _d("ssl_session_tickets", HTTP_SERVER, TAKE1, h.ssl_flag,
+       syntax="ssl_session_tickets on | off;", default="ssl_session_tickets on;",
+       doc="Whether TLS sessions may be resumed with session tickets. The ticket keys are made "
+           "by each worker and are not shared between workers."),
     # -- status and metrics (docs/status.md) -------------------------------------
     _d(STUB_STATUS, {LOCATION}, (0, 1), h.report,
        syntax="stub_status;",
@@ -427,9 +459,7 @@ IGNORED_DIRECTIVES = tuple(
         ("sendfile sendfile_max_chunk tcp_nopush types_hash_max_size "
          "types_hash_bucket_size server_names_hash_max_size server_names_hash_bucket_size "
          "variables_hash_max_size variables_hash_bucket_size map_hash_max_size map_hash_bucket_size "
-         "gzip gzip_* gunzip ssl_protocols ssl_prefer_server_ciphers ssl_ciphers ssl_session_cache "
-         "ssl_session_timeout ssl_session_tickets charset "
-         "source_charset charset_types expires add_header "
+         "gzip gzip_* gunzip charset source_charset charset_types expires add_header "
          "server_name_in_redirect port_in_redirect absolute_redirect msie_padding msie_refresh "
          "reset_timedout_connection lingering_close lingering_time lingering_timeout "
          "keepalive_requests keepalive_time keepalive_disable client_body_buffer_size "
@@ -439,6 +469,8 @@ IGNORED_DIRECTIVES = tuple(
          "log_subrequest resolver resolver_timeout error_page recursive_error_pages "
          "ignore_invalid_headers underscores_in_headers merge_slashes chunked_transfer_encoding "
          "limit_rate limit_rate_after", HTTP_ANY, False),
+        # TLS settings the ssl module cannot honour (docs/tls.md says what is used instead)
+        ("ssl_session_cache ssl_session_timeout", HTTP_SERVER, False),
     )
     for name in names.split()
 )

@@ -32,6 +32,8 @@ class LevelDraft:
     access: list[AccessRule] = field(default_factory=list)  # allow / deny
     push_access: list[AccessRule] = field(default_factory=list)  # push_allow / push_deny
     real_ip_from: list[Cidr] = field(default_factory=list)  # set_real_ip_from
+    # ngx_http_ssl_module's directives (http and server only): name -> value
+    ssl: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class AddressDraft:
     servers: list[ServerDraft] = field(default_factory=list)
     options: Listen | None = None
     has_default_server: bool = False
+    ssl: bool = False  # some listen of this address says ``ssl``: all are TLS
 
 
 @dataclass

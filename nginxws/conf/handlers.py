@@ -62,6 +62,7 @@ class Context:
 
     prefix: str  # absolute, ending in "/"
     resolve: Resolve = resolve_host  # host names -> addresses, asked once per name
+    conf_prefix: str = ""  # the main file's directory, ending in "/" (nginx's conf_prefix)
     main: MainDraft = field(default_factory=MainDraft)
     warnings: list[ConfigError] = field(default_factory=list)
     # Variables auth_request_set defines, and every stored variable a value
@@ -78,6 +79,11 @@ class Context:
     def path(self, name: str) -> str:
         """``name`` made absolute against the prefix (nginx's ngx_conf_full_name)."""
         return name if name.startswith("/") else self.prefix + name
+
+    def conf_path(self, name: str) -> str:
+        """``name`` made absolute against the configuration's directory, as
+        nginx takes certificate, key and password file paths."""
+        return name if name.startswith("/") else self.conf_prefix + name
 
     def warn(self, st: Statement, message: str) -> None:
         """Record a ``[warn]`` placed at ``st``."""
@@ -100,7 +106,7 @@ LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emer
 COMBINED = AccessLog(path="").format
 LOG_ESCAPES = ("default", "json", "none")
 LISTEN_UNSUPPORTED = frozenset(
-    "ssl http2 http3 quic spdy proxy_protocol deferred bind fastopen rcvbuf sndbuf "
+    "http2 http3 quic spdy proxy_protocol deferred bind fastopen rcvbuf sndbuf "
     "accept_filter setfib so_keepalive multipath".split()
 )
 ACCESS_LOG_UNSUPPORTED = frozenset("buffer gzip flush if".split())
@@ -349,11 +355,13 @@ def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
     except AddressError as err:
         raise st.error(f'{err} in "{text}" of the "listen" directive') from None
     options: dict[str, Any] = {}
-    default_server = False
+    default_server = tls = False
     for param in st.args[1:]:
         key, _, value = param.partition("=")
         if param == "default_server":
             default_server = True
+        elif param == "ssl":
+            tls = True  # not a socket option: any listen of an address may say it
         elif param == "reuseport":
             options["reuseport"] = True
         elif key == "backlog" and value:
@@ -371,7 +379,7 @@ def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
             raise st.error(f'invalid parameter "{param}"')
     item = Listen(
         address.host, address.port, address.unix, default_server,
-        addresses=address.addresses, where=_where(st), **options,
+        addresses=address.addresses, where=_where(st), ssl=tls, **options,
     )
 
     addresses = ctx.http.addresses
@@ -379,6 +387,7 @@ def listen(ctx: Context, st: Statement, draft: ServerDraft) -> None:
     if draft in entry.servers:
         raise st.error(f"a duplicate listen {entry.text}")
     entry.servers.append(draft)
+    entry.ssl = entry.ssl or tls
     if options:
         if entry.options is not None:
             raise st.error(f"duplicate listen options for {entry.text}")
@@ -773,6 +782,93 @@ def autoindex(ctx: Context, st: Statement, draft: Any) -> None:
 
 default_type = slot(lambda text: text, "")
 if_modified_since = slot(lambda text: text if text in IF_MODIFIED_SINCE else None, 'invalid value "{value}"')
+
+
+# -- TLS (ngx_http_ssl_module) --------------------------------------------------
+#
+# The values go to ``draft.ssl`` (http and server levels); the builder merges
+# them into each server's ``Ssl`` and has ``conf.tls`` load the files.
+
+SSL_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+PASSWORD_BUFFER_SIZE = 4096  # nginx's NGX_SSL_PASSWORD_BUFFER_SIZE: a longer line is refused
+
+
+class PasswordFileError(ValueError):
+    """A password file nginx refuses (``too long line``)."""
+
+
+def read_passwords(data: bytes) -> tuple[bytes, ...]:
+    """The passwords of an ``ssl_password_file``, as nginx reads them
+    (``ngx_ssl_read_password_file``): one per line, a CR before the LF
+    dropped, empty lines skipped; a file with none gives one empty password.
+    Raises PasswordFileError for a line of ``PASSWORD_BUFFER_SIZE`` bytes or more.
+    """
+    passwords = []
+    for line in data.split(b"\n"):
+        if len(line) >= PASSWORD_BUFFER_SIZE:
+            raise PasswordFileError("too long line")
+        line = line[:-1] if line.endswith(b"\r") else line
+        if line:
+            passwords.append(line)
+    return tuple(passwords) or (b"",)
+
+
+def _ssl_path(st: Statement) -> str:
+    value = st.args[0]
+    if "$" in value or value.startswith(("data:", "engine:", "store:")):
+        raise st.error(f'the "{value}" value of the "{st.name}" directive is not supported by nginxws')
+    return value
+
+
+def ssl_certificate(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """``ssl_certificate`` and ``ssl_certificate_key``: each one adds to its
+    level's list (several certificates, e.g. RSA and ECDSA, pair up in order)."""
+    paths = draft.ssl.setdefault(st.name, [])
+    paths.append((ctx.conf_path(_ssl_path(st)), _where(st)))
+
+
+def ssl_password_file(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    if st.name in draft.ssl:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    path = ctx.conf_path(st.args[0])
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise st.error(f'open() "{path}" failed ({err.errno}: {err.strerror})') from None
+    try:
+        draft.ssl[st.name] = read_passwords(data)
+    except PasswordFileError:
+        raise st.error(f'too long line in "{path}"') from None
+
+
+def ssl_protocols(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """A bitmask, as nginx's: a second ``ssl_protocols`` in a block adds to the first."""
+    enabled: list[str] = draft.ssl.setdefault(st.name, [])  # type: ignore[assignment]
+    for value in st.args:
+        name = next((p for p in SSL_PROTOCOLS if p.lower() == value.lower()), None)
+        if name is None:
+            raise st.error(f'invalid value "{value}"')
+        if name in enabled:
+            ctx.warn(st, f'duplicate value "{value}"')
+        else:
+            enabled.append(name)
+
+
+def ssl_ciphers(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    if st.name in draft.ssl:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    draft.ssl[st.name] = (st.args[0], _where(st))
+
+
+def ssl_flag(ctx: Context, st: Statement, draft: LevelDraft) -> None:
+    """``ssl_prefer_server_ciphers``, ``ssl_session_tickets``: on or off."""
+    if st.name in draft.ssl:
+        raise st.error(f'"{st.name}" directive is duplicate')
+    value = parse_flag(st.args[0])
+    if value is None:
+        raise st.error(FLAG_INVALID.format(name=st.name, value=st.args[0]))
+    draft.ssl[st.name] = value
 
 
 # -- status and metrics -----------------------------------------------------------

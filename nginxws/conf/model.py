@@ -41,6 +41,9 @@ DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_PUSH_QUEUE = 64  # messages waiting for one slow client before 503
 DEFAULT_PROXY_TIMEOUT = 60.0  # proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout
+# -- TLS (ngx_http_ssl_module's defaults) --
+DEFAULT_SSL_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+DEFAULT_SSL_CIPHERS = "HIGH:!aNULL:!MD5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class Listen:
     ipv6only: bool = True
     addresses: tuple[str, ...] = ()
     where: Where | None = field(default=None, compare=False)
+    ssl: bool = False  # TLS on this address (``listen ... ssl`` of any server on it)
 
     @property
     def key(self) -> tuple:
@@ -131,6 +135,7 @@ class WebSocket:
     # No compression context kept between messages: with it, zlib's state (about
     # 256 KiB at 15 bits) would stay with every idle connection from its welcome on.
     deflate_no_context_takeover: bool = True
+    push_ssl: bool = False  # the push listener speaks TLS, with the server's certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +368,41 @@ def websocket_locations(locations: tuple[Location, ...]):
         yield from websocket_locations(location.locations)
 
 
+# -- TLS ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """One ``ssl_certificate`` with its ``ssl_certificate_key`` (absolute paths).
+
+    ``path`` holds the certificate and its chain; ``where`` and
+    ``key_where`` are the directives' places, for the errors of loading them.
+    """
+
+    path: str
+    key: str
+    where: Where | None = field(default=None, compare=False)
+    key_where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ssl:
+    """A server's TLS settings (ngx_http_ssl_module), merged from http and server.
+
+    Paths and values only, so the model stays picklable: each worker builds
+    its ``ssl.SSLContext`` from them (``nginxws.conf.tls``).  ``passwords``
+    are the lines of ``ssl_password_file`` (None: no file), tried in order.
+    """
+
+    certificates: tuple[Certificate, ...] = ()
+    passwords: tuple[bytes, ...] | None = None
+    protocols: tuple[str, ...] = DEFAULT_SSL_PROTOCOLS
+    ciphers: str = DEFAULT_SSL_CIPHERS
+    prefer_server_ciphers: bool = False
+    session_tickets: bool = True
+    ciphers_where: Where | None = field(default=None, compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     """A ``server`` block."""
@@ -374,6 +414,7 @@ class Server:
     return_: Return | None = None
     where: Where | None = field(default=None, compare=False)
     try_files: TryFiles | None = None  # for requests no location matches
+    ssl: Ssl = Ssl()
 
 
 @dataclass(frozen=True, slots=True)

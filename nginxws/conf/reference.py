@@ -43,7 +43,7 @@ def render() -> str:
     )
     parts.append(
         "## Refused directives\n\n"
-        "These would make nginx do something nginxws does not do (proxy, TLS, access control, "
+        "These would make nginx do something nginxws does not do (proxy, TLS client certificates, access control, "
         "rewriting...), so a configuration using them is rejected with "
         "`[emerg] \"name\" directive is not supported by nginxws in file:line` rather than "
         "silently behaving differently. `name_*` stands for every directive with that prefix.\n\n"

@@ -9,6 +9,7 @@ Forms accepted (all keys optional, in any order)::
               push_listen=127.0.0.1:9000 push_host=push.example.com,10.0.0.1
               push_queue=128;
     websocket deflate=on deflate_window_bits=10 deflate_no_context_takeover=on;
+    websocket push_ssl=on;                          # pushes over TLS, with the server's certificate
 
 Bare numbers are milliseconds, as in the original module; nginx time units
 (``500ms``, ``30s``, ``5m``, ``1h``, ``1m30s``) are accepted too.
@@ -79,6 +80,7 @@ KEYS: dict[str, Callable[[str], object | None]] = {
     "deflate": parse_flag,
     "deflate_window_bits": _window_bits,
     "deflate_no_context_takeover": parse_flag,
+    "push_ssl": parse_flag,
 }
 
 

@@ -177,3 +177,34 @@ def test_browser_pongs_keep_it_alive_past_idleintvl(start_server, page):
     assert page.text_content("#uptime") != "0 s (not connected)"
     assert httpx.post(push_url, content=b"still here", timeout=5).status_code == 204
     assert shown(page, 1) == [("text", "still here")]
+
+
+def test_browser_connects_with_wss_and_shows_a_push_sent_over_https(browser, start_server, demo_url, tmp_path):
+    """Chromium trusts the test's throwaway certificate by its key's hash
+    (``--ignore-certificate-errors-spki-list``, honoured with a user data
+    directory, which Playwright always gives), connects with ``wss://`` and
+    shows a push sent to its ``https://`` push URL."""
+    from support.certs import Authority
+
+    ca = Authority(tmp_path / "tls")
+    issued = ca.issue("localhost")
+    server = start_server(listen="127.0.0.1:{port} ssl", websocket="push_ssl=on",
+                          server=f"ssl_certificate {issued.cert}; ssl_certificate_key {issued.key};")
+    flags = [*CHROMIUM_FLAGS, f"--ignore-certificate-errors-spki-list={issued.spki_hash}"]
+    # A browser of its own (the module's has no such flag), from the module's Playwright.
+    trusting = browser.browser_type.launch(executable_path=str(CHROMIUM), headless=True, args=flags,
+                                           timeout=WAIT_MS)
+    try:
+        page = trusting.new_context().new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(demo_url(f"wss://127.0.0.1:{server.port}/ws"))
+        page.wait_for_function("document.getElementById('push-url').textContent !== ''")
+        assert page.text_content("#state") == "open"
+        push_url = page.text_content("#push-url")
+        assert push_url.startswith("https://")
+        answer = httpx.post(push_url, content="über TLS 🔒".encode(), verify=ca.client_context(), timeout=5)
+        assert answer.status_code == 204
+        assert shown(page, 1) == [("text", "über TLS 🔒")]
+    finally:
+        trusting.close()
+    server.wait_log(r'"GET /ws HTTP/1.1" 101 ', log="access.log")

@@ -18,10 +18,12 @@ from nginxws.conf.model import (
     DEFAULT_IDLEINTVL,
     DEFAULT_PINGINTVL,
     AccessLog,
+    Certificate,
     ErrorLog,
     Listen,
     PushListen,
     Return,
+    Ssl,
     WebSocket,
 )
 
@@ -108,9 +110,13 @@ def test_stock_debian_config_with_websocket_location_loads(monkeypatch: pytest.M
     )
     ignored = [w.message.split('"')[1] for w in cfg.warnings]
     assert ignored == [
-        "user", "sendfile", "tcp_nopush", "types_hash_max_size", "ssl_protocols", "ssl_prefer_server_ciphers",
+        "user", "sendfile", "tcp_nopush", "types_hash_max_size",
         "gzip",
     ]  # fmt: skip
+    # The stock file's TLS lines (http level) are honoured, and inherited by every server.
+    assert {server.ssl for server in cfg.http.servers} == {
+        Ssl(protocols=("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"), prefer_server_ciphers=True)
+    }
     assert str(cfg.warnings[0]) == (
         '[warn] the "user" directive makes sense only if the master process runs with super-user '
         f"privileges, ignored in {d}nginx.conf:1"
@@ -294,6 +300,32 @@ def test_channels_and_publish_locations() -> None:
         ("$arg_channel", False, None),
         ("$1", False, None),
         ("news", True, None),
+    ]
+
+
+def test_tls_settings_merge_from_http_and_ssl_covers_the_whole_address() -> None:
+    cfg = _load("tls.conf")
+    tls = str(VALID) + "/../tls/"
+    inherited, own, plain = cfg.http.servers
+    assert inherited.ssl == Ssl(
+        certificates=(Certificate(tls + "server.pem", tls + "encrypted.key"),),
+        passwords=(b"not-this-one", b"corpus-secret"),
+        protocols=("TLSv1.3",),
+    )
+    assert own.ssl == Ssl(
+        certificates=(Certificate(tls + "server.pem", tls + "server.key"),),
+        passwords=(b"not-this-one", b"corpus-secret"),
+        protocols=("TLSv1.2", "TLSv1.3"),
+        ciphers="ECDHE+AESGCM",
+        prefer_server_ciphers=True,
+        session_tickets=False,
+    )
+    # "ssl" on one listen of an address makes the address TLS for every server on it.
+    assert [lst.ssl for server in (inherited, own, plain) for lst in server.listens] == [True, True, False]
+    assert inherited.locations[0].websocket.push_ssl
+    assert [str(w) for w in cfg.warnings] == [
+        f'[warn] "{name}" directive is ignored in {VALID}/tls.conf:{line}'
+        for name, line in (("ssl_session_cache", 7), ("ssl_session_timeout", 8))
     ]
 
 

@@ -180,12 +180,15 @@ def test_push_settings_of_a_later_websocket_location_warn(tmp_path: Path) -> Non
         "  location /a { websocket push_host=a.example; }\n"
         "  location /b { websocket push_host=b.example; }\n"
         "  location /c { websocket push_host=a.example; }\n"
+        "  location /d { websocket push_host=a.example push_ssl=off; }\n"
+        "  location /e { websocket push_host=a.example push_ssl=on; }\n"
         "} }\n"
     )})
     cfg = load(str(tmp_path / "nginx.conf"))
-    assert warning_lines(cfg) == (
-        '[warn] "push_listen" and "push_host" of location "/b" are ignored: '
-        f'the server\'s first websocket location "/a" sets them in {tmp_path}/nginx.conf:4',
+    assert warning_lines(cfg) == tuple(
+        f'[warn] "push_listen", "push_host" and "push_ssl" of location "{name}" are ignored: '
+        f'the server\'s first websocket location "/a" sets them in {tmp_path}/nginx.conf:{line}'
+        for name, line in (("/b", 4), ("/e", 7))
     )
 
 

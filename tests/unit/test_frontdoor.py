@@ -10,6 +10,7 @@ import pytest
 
 from nginxws.conf import load
 from nginxws.frontdoor import Answer, Publish, Report, decide
+from nginxws.log import TlsExchange
 from nginxws.stats import HANDSHAKES, PUBLISHES
 from nginxws.routing import Router
 from nginxws.wsconn import Upgrade
@@ -103,6 +104,11 @@ def test_return_and_the_stock_answers(group, target, method, status, page, body,
     assert (answer.status, answer.page, answer.body, answer.headers, answer.silent) == (
         status, page, body, headers, silent)
     assert answer.read_body and not answer.close
+
+
+def test_a_relative_redirect_over_tls_keeps_https(group):
+    answer = decide(request(b"/old"), group, b"", None, TlsExchange(None, group.default_server, 1))
+    assert answer.headers == ((b"Location", b"https://main.example/new"),)
 
 
 def test_the_server_is_chosen_by_host_and_its_return_wins(group):

@@ -22,7 +22,7 @@ PACKAGE = Path(nginxws.__file__).resolve().parent
 # The modules that do I/O: the configuration must not reach into them.
 IO_MODULES = frozenset(
     f"nginxws.{name}" for name in ("worker", "worker_process", "master", "frontdoor", "pushlistener", "wsconn", "streams", "http",
-                                    "redislink", "backend")
+                                    "redislink", "backend", "tls")
 )
 
 
