@@ -179,16 +179,17 @@ def test_browser_pongs_keep_it_alive_past_idleintvl(start_server, page):
     assert shown(page, 1) == [("text", "still here")]
 
 
-def test_browser_connects_with_wss_and_shows_a_push_sent_over_https(browser, start_server, demo_url, tmp_path):
+def test_browser_connects_with_wss_and_shows_a_push_sent_over_https(browser, start_server, tmp_path):
     """Chromium trusts the test's throwaway certificate by its key's hash
     (``--ignore-certificate-errors-spki-list``, honoured with a user data
-    directory, which Playwright always gives), connects with ``wss://`` and
-    shows a push sent to its ``https://`` push URL."""
+    directory, which Playwright always gives), loads the demo page from
+    nginxws over ``https://`` (a static file sent through TLS), connects with
+    ``wss://`` and shows a push sent to its ``https://`` push URL."""
     from support.certs import Authority
 
     ca = Authority(tmp_path / "tls")
     issued = ca.issue("localhost")
-    server = start_server(listen="127.0.0.1:{port} ssl", websocket="push_ssl=on",
+    server = start_server(listen="127.0.0.1:{port} ssl", websocket="push_ssl=on", locations=DEMO_LOCATION,
                           server=f"ssl_certificate {issued.cert}; ssl_certificate_key {issued.key};")
     flags = [*CHROMIUM_FLAGS, f"--ignore-certificate-errors-spki-list={issued.spki_hash}"]
     # A browser of its own (the module's has no such flag), from the module's Playwright.
@@ -197,7 +198,7 @@ def test_browser_connects_with_wss_and_shows_a_push_sent_over_https(browser, sta
     try:
         page = trusting.new_context().new_page()
         page.set_default_timeout(WAIT_MS)
-        page.goto(demo_url(f"wss://127.0.0.1:{server.port}/ws"))
+        page.goto(f"https://127.0.0.1:{server.port}/")
         page.wait_for_function("document.getElementById('push-url').textContent !== ''")
         assert page.text_content("#state") == "open"
         push_url = page.text_content("#push-url")
@@ -207,4 +208,4 @@ def test_browser_connects_with_wss_and_shows_a_push_sent_over_https(browser, sta
         assert shown(page, 1) == [("text", "über TLS 🔒")]
     finally:
         trusting.close()
-    server.wait_log(r'"GET /ws HTTP/1.1" 101 ', log="access.log")
+    server.wait_log(r'"GET /ws\?room=lobby HTTP/1.1" 101 ', log="access.log")
