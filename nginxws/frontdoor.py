@@ -506,7 +506,7 @@ def plain_http_to_https_port(request: h11.Request, group: ServerGroup, trailing:
 
 
 def _return(answer: Return, server: Server, settings: HttpSettings, host: bytes | None,
-            exchange: Exchange | None) -> Answer:
+            exchange: Exchange | None = None) -> Answer:
     """nginx's ``return``: a redirect, a text body, an error page, or 444.
     A relative redirect keeps the request's scheme (``https`` over TLS)."""
     code = answer.code
