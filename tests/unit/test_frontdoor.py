@@ -15,7 +15,7 @@ from nginxws.stats import HANDSHAKES, PUBLISHES
 from nginxws.routing import Router
 from nginxws.wsconn import Upgrade
 
-CONF = """
+CONF = r"""
 events {}
 http {
     client_max_body_size 1k;
