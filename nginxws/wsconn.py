@@ -168,6 +168,10 @@ class Session:
         frame = self.proto.message(message)
         if frame is None:
             return False
+        return self._hand_over(frame)
+
+    def _hand_over(self, frame: bytes | bytearray) -> bool:
+        """``write`` a frame; a broken connection ends the session (False)."""
         try:
             self.write(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -366,12 +370,7 @@ class TlsSession(Session):
             frame = proto.message(message)
             if frame is None:
                 return False
-        try:
-            self.write(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.abort()
-            return False
-        return True
+        return self._hand_over(frame)
 
 
 class SendWatch:
